@@ -1,0 +1,117 @@
+"""Typed configuration: dataclasses loaded from YAML or dicts, with validation.
+
+Every field problem is reported as one line naming the file and the dotted field path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .errors import SelfCorrectError
+
+T = TypeVar("T")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`; return it converted (lists -> tuples)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(value, inner, where)
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise SelfCorrectError(f"{where}: expected one of {list(choices)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise SelfCorrectError(f"{where}: expected a list, got {value!r}")
+        (inner, _ellipsis) = typing.get_args(tp)
+        return tuple(_convert(v, inner, f"{where}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise SelfCorrectError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, where)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SelfCorrectError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SelfCorrectError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp in (bool, str):
+        if not isinstance(value, tp):
+            raise SelfCorrectError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {where}")
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def from_dict(cls: type[T], data: dict, where: str = "") -> T:
+    """Build dataclass `cls` from a mapping; unknown keys and wrong types are errors.
+
+    `where` is the dotted path of this mapping, used in messages ("train.lr: ...").
+    """
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        known = ", ".join(sorted(names))
+        raise SelfCorrectError(f"{_join(where, unknown[0])}: unknown key (known here: {known})")
+    kwargs = {k: _convert(v, hints[k], _join(where, k)) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except SelfCorrectError as e:
+        # __post_init__ checks name the field relative to their own dataclass.
+        raise SelfCorrectError(f"{_join(where, str(e))}" if where else str(e)) from None
+
+
+def load_yaml(cls: type[T], path: str | Path) -> T:
+    """Load `cls` from a YAML file; every error names the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SelfCorrectError(f"{path}: cannot read config ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise SelfCorrectError(f"{path}:{line} invalid YAML") from None
+    if not isinstance(data, dict):
+        raise SelfCorrectError(f"{path}: top level must be a mapping")
+    try:
+        return from_dict(cls, data)
+    except SelfCorrectError as e:
+        raise SelfCorrectError(f"{path}: {e}") from None
+
+
+def to_dict(obj: Any) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def check(condition: bool, name: str, message: str) -> None:
+    """Validation helper for __post_init__: raise an error that names the field."""
+    if not condition:
+        raise SelfCorrectError(f"{name}: {message}")
+
+
+__all__ = ["from_dict", "load_yaml", "to_dict", "check"]

@@ -1,0 +1,94 @@
+"""Self-correction metrics (Acc@t1, Acc@t2, Delta, Delta_i->c, Delta_c->i) with 95% intervals."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .dialogue import Dialogue
+from .rollout import GREEDY, SamplingConfig, rollout
+from .tasks import Problem, Task
+
+Z95 = 1.959964
+
+
+def wilson(successes: float, n: int) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def paired_interval(diffs: torch.Tensor) -> tuple[float, float]:
+    """95% normal interval for the mean of paired differences (Delta = mean(r_K - r_1))."""
+    n = diffs.numel()
+    mean = diffs.float().mean().item()
+    if n < 2:
+        return (mean, mean)
+    half = Z95 * diffs.float().std().item() / math.sqrt(n)
+    return (mean - half, mean + half)
+
+
+def correction_metrics(rewards: torch.Tensor) -> dict:
+    """Metrics from per-problem rewards [N, K] in {0, 1} (first vs last attempt for Delta)."""
+    rewards = rewards.float()
+    n, k = rewards.shape
+    first, last = rewards[:, 0], rewards[:, -1]
+    out: dict = {"n": n}
+    for t in range(k):
+        acc = rewards[:, t].mean().item()
+        out[f"acc_t{t + 1}"] = acc
+        out[f"acc_t{t + 1}_ci"] = wilson(rewards[:, t].sum().item(), n)
+    i2c = ((first == 0) & (last == 1)).float()
+    c2i = ((first == 1) & (last == 0)).float()
+    out["delta"] = (last - first).mean().item()
+    out["delta_ci"] = paired_interval(last - first)
+    out["delta_i2c"], out["delta_i2c_ci"] = i2c.mean().item(), wilson(i2c.sum().item(), n)
+    out["delta_c2i"], out["delta_c2i_ci"] = c2i.mean().item(), wilson(c2i.sum().item(), n)
+    # Holds exactly in counts: every change between first and last attempt is a flip.
+    assert int((last - first).sum()) == int(i2c.sum()) - int(c2i.sum())
+    return out
+
+
+def edit_ratio(a: Sequence[int], b: Sequence[int]) -> float:
+    """Similarity of two attempts in [0, 1] (1 = identical): difflib's edit-distance ratio."""
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def collapse_metrics(attempts: Sequence[Sequence[Sequence[int]]]) -> dict:
+    """The paper's collapse diagnostic: how close attempt 2 stays to attempt 1."""
+    pairs = [(a[0], a[-1]) for a in attempts]
+    return {
+        "edit_ratio": sum(edit_ratio(x, y) for x, y in pairs) / len(pairs),
+        "identical": sum(list(x) == list(y) for x, y in pairs) / len(pairs),
+    }
+
+
+@dataclass
+class Evaluation:
+    problems: list[Problem]
+    rewards: torch.Tensor  # [N, K]
+    responses: list[list[str]]  # [N][K]
+    metrics: dict
+
+
+@torch.no_grad()
+def evaluate(model, dialogue: Dialogue, task: Task, problems: Sequence[Problem], attempts: int = 2,
+             sampling: SamplingConfig = GREEDY, batch_size: int = 256) -> Evaluation:
+    """Greedy K-attempt evaluation of `problems`."""
+    rewards, responses, token_attempts = [], [], []
+    for start in range(0, len(problems), batch_size):
+        episodes = rollout(model, dialogue, task, problems[start:start + batch_size], attempts, sampling)
+        rewards.append(episodes.rewards)
+        token_attempts += episodes.attempts
+        responses += [[dialogue.decode(a) for a in atts] for atts in episodes.attempts]
+    rewards_t = torch.cat(rewards)
+    metrics = correction_metrics(rewards_t) | collapse_metrics(token_attempts) if attempts > 1 else correction_metrics(rewards_t)
+    return Evaluation(list(problems), rewards_t, responses, metrics)

@@ -1,0 +1,24 @@
+"""What a task is: problems with a verifiable answer, prompts, and a reward."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    prompt: str  # the first-turn text shown to the model
+    answer: str  # the gold answer, in the task's own notation
+
+
+class Task(Protocol):
+    name: str
+    instruction: str  # the self-correction instruction appended after each attempt
+
+    def problems(self, split: str, limit: int | None = None) -> Sequence[Problem]:
+        """Problems of a split ("train", "val", "test"), in a fixed order."""
+
+    def reward(self, problem: Problem, response: str) -> float:
+        """1.0 when the response's final answer is right, else 0.0."""

@@ -1,0 +1,120 @@
+"""The embedded default task: pick the root of a congruence from a list of candidates.
+
+    problem:  7 x + 2 = 5 mod 10 . x is 3 or 8 or 5 .
+    attempt:  x = 8 ; 7 * 8 = 6 ; 6 + 2 = 8 ; 8 != 5     (a guess, its written check, a verdict)
+
+Exactly one candidate satisfies a*x + b = c (mod m). Checking a candidate is one
+forward evaluation, which the base model learns reliably; producing the root means
+evaluating every candidate (or inverting a mod m), which it is never taught. So
+the base guesses, writes a correct check of its guess, and then, told "there might be
+an error", mostly copies itself: accuracy about 1/k at both attempts. A real correction
+strategy exists to be found by RL: read your own check, and if it does not give c,
+answer another candidate. Copying is in the base's repertoire too, which is what naive
+multi-turn RL can collapse to. See docs/embedded-task.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+from ..config import check
+from .base import Problem
+
+INSTRUCTION = (
+    "there might be an error in the solution above because of lack of understanding "
+    "of the question . please correct the error , if any , and rewrite the solution ."
+)
+
+_SPLIT_BUCKETS = {"test": (0,), "val": (1,), "train": tuple(range(2, 10))}
+_ANSWER = re.compile(r"x = (\d+)")
+
+
+@dataclass(frozen=True)
+class ModRootConfig:
+    modulus: int = 10
+    candidates: int = 2
+    copy_prob: float = 0.7  # in the base's corpus, how often attempt 2 copies attempt 1
+
+    def __post_init__(self):
+        check(2 <= self.modulus <= 50, "modulus", "must be between 2 and 50")
+        check(2 <= self.candidates <= self.modulus, "candidates", "must be between 2 and modulus")
+        check(0.0 <= self.copy_prob <= 1.0, "copy_prob", "must be in [0, 1]")
+
+
+def _split_of(key: str) -> str:
+    bucket = int(hashlib.sha256(key.encode()).hexdigest(), 16) % 10
+    return next(s for s, b in _SPLIT_BUCKETS.items() if bucket in b)
+
+
+class ModRootTask:
+    name = "modroot"
+    instruction = INSTRUCTION
+
+    def __init__(self, config: ModRootConfig | None = None):
+        self.config = config or ModRootConfig()
+
+    @cached_property
+    def units(self) -> list[int]:
+        m = self.config.modulus
+        return [a for a in range(1, m) if math.gcd(a, m) == 1]
+
+    def prompt(self, a: int, b: int, c: int, options: list[int]) -> str:
+        return f"{a} x + {b} = {c} mod {self.config.modulus} . x is " + " or ".join(map(str, options)) + " ."
+
+    def attempt(self, a: int, b: int, c: int, x: int) -> str:
+        """A solution: the guess, its check a*x + b (mod m) in two steps, and the verdict."""
+        m = self.config.modulus
+        value = (a * x + b) % m
+        verdict = "=" if value == c else "!="
+        return f"x = {x} ; {a} * {x} = {a * x % m} ; {a * x % m} + {b} = {value} ; {value} {verdict} {c}"
+
+    def random_problem(self, rng: random.Random) -> tuple[Problem, int, int, int, list[int]]:
+        m, k = self.config.modulus, self.config.candidates
+        a, b, root = rng.choice(self.units), rng.randrange(m), rng.randrange(m)
+        c = (a * root + b) % m
+        options = rng.sample([x for x in range(m) if x != root], k - 1) + [root]
+        rng.shuffle(options)
+        prompt = self.prompt(a, b, c, options)
+        return Problem(id=prompt, prompt=prompt, answer=str(root)), a, b, c, options
+
+    def problems(self, split: str, limit: int | None = None) -> list[Problem]:
+        """Distinct problems of a split, drawn in a fixed order.
+
+        Splits are disjoint by equation (a, b, c), not only by prompt: a test problem's
+        equation never appears in training, whatever its candidates.
+        """
+        if split not in _SPLIT_BUCKETS:
+            raise ValueError(f"unknown split {split!r}")
+        rng = random.Random(f"modroot-{split}")
+        want = limit or 2000
+        seen: dict[str, Problem] = {}
+        for _ in range(200 * want):
+            problem, a, b, c, _ = self.random_problem(rng)
+            if _split_of(f"{a} {b} {c}") == split:
+                seen.setdefault(problem.id, problem)
+                if len(seen) == want:
+                    break
+        return list(seen.values())
+
+    def reward(self, problem: Problem, response: str) -> float:
+        match = _ANSWER.search(response)
+        return float(match is not None and match.group(1) == problem.answer)
+
+    def demonstration(self, rng: random.Random) -> tuple[str, list[str]]:
+        """One base-model dialogue for pretraining: (prompt, [attempt 1, attempt 2]).
+
+        The guess is uniform over the candidates (the base cannot solve), the check is
+        always right (the base can verify), and attempt 2 copies attempt 1 with
+        probability copy_prob, else guesses afresh: no correction is ever shown.
+        """
+        problem, a, b, c, options = self.random_problem(rng)
+        while _split_of(f"{a} {b} {c}") != "train":
+            problem, a, b, c, options = self.random_problem(rng)
+        first = rng.choice(options)
+        second = first if rng.random() < self.config.copy_prob else rng.choice(options)
+        return problem.prompt, [self.attempt(a, b, c, first), self.attempt(a, b, c, second)]

@@ -1,0 +1,63 @@
+"""Bad input: one line naming the field or file, exit code 2, nothing written. And the demo end to end."""
+
+import json
+
+import pytest
+
+from selfcorrect.cli import main
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("train:\n  lrr: 0.1\n", "train.lrr: unknown key"),
+    ("train:\n  lr: fast\n", "train.lr: expected a number"),
+    ("train:\n  lr: -1\n", "train.lr: must be > 0"),
+    ("train:\n  samples_per_problem: 1\n", "train.samples_per_problem"),
+    ("train:\n  sampling:\n    top_p: 2\n", "train.sampling.top_p"),
+    ("methods: [naive, bogus]\n", "methods: unknown method 'bogus'"),
+    ("task:\n  candidates: 99\n", "task.candidates"),
+    ("seeds: [1\n", "line"),
+])
+def test_bad_config_is_one_line_exit_2(tmp_path, capsys, text, needle):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    out = tmp_path / "out"
+    assert main(["demo", "--config", str(cfg), "--out", str(out), "--cache-dir", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err and str(cfg) in err
+    assert not out.exists()
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o")]) == 2
+    assert "nope.yaml: cannot read config" in capsys.readouterr().err
+
+
+def test_eval_without_a_run(tmp_path, capsys):
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "best.pt: no such checkpoint" in capsys.readouterr().err
+
+
+def test_quick_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["results"]) == {"self_refine", "naive", "score"}
+    for runs in results["results"].values():
+        m = runs[0]
+        assert m["delta"] == pytest.approx(m["delta_i2c"] - m["delta_c2i"])
+        assert m["n"] == 40
+    assert (out / "training_curves.png").stat().st_size > 0
+    report = (out / "report.md").read_text()
+    assert "SCoRe (Stage I + II)" in report and "naive multi-turn RL" in report
+    assert "SCoRe (Stage I + II)" in capsys.readouterr().out
+    # second run reuses the cached base model
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
+def test_quick_train_resume_and_eval(tmp_path, capsys):
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    assert main(["train", "--quick", "--out", str(out), "--cache-dir", str(cache), "--no-progress"]) == 0
+    assert main(["train", "--resume", "--out", str(out), "--cache-dir", str(cache), "--no-progress"]) == 0
+    assert main(["eval", str(out), "--limit", "10", "--cache-dir", str(cache)]) == 0
+    table = capsys.readouterr().out
+    assert "Self-Refine" in table and "score (best)" in table

@@ -1,0 +1,30 @@
+import pytest
+import torch
+
+from selfcorrect.evaluate import collapse_metrics, correction_metrics, edit_ratio, wilson
+
+
+def test_correction_metrics_on_hand_made_rewards():
+    r = torch.tensor([[0, 1], [0, 1], [1, 0], [1, 1], [0, 0]])
+    m = correction_metrics(r)
+    assert m["acc_t1"] == pytest.approx(0.4) and m["acc_t2"] == pytest.approx(0.6)
+    assert m["delta_i2c"] == pytest.approx(0.4) and m["delta_c2i"] == pytest.approx(0.2)
+    assert m["delta"] == pytest.approx(m["delta_i2c"] - m["delta_c2i"])
+    lo, hi = m["acc_t1_ci"]
+    assert lo < 0.4 < hi
+    lo, hi = m["delta_ci"]
+    assert lo < 0.2 < hi
+
+
+def test_wilson_interval_shrinks_with_n():
+    small, large = wilson(5, 10), wilson(500, 1000)
+    assert small[0] < large[0] < 0.5 < large[1] < small[1]
+    assert wilson(0, 10)[0] == 0.0
+
+
+def test_collapse_metrics():
+    attempts = [[[1, 2, 3], [1, 2, 3]], [[1, 2, 3], [4, 5, 6]]]
+    m = collapse_metrics(attempts)
+    assert m["identical"] == 0.5
+    assert m["edit_ratio"] == pytest.approx(0.5)
+    assert edit_ratio([1, 2], [1, 3]) == pytest.approx(0.5)

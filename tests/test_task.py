@@ -1,0 +1,44 @@
+import random
+
+from selfcorrect.tasks import ModRootConfig, ModRootTask
+
+
+def _equation(problem):
+    words = problem.prompt.split()
+    return words[0], words[3], words[5]
+
+
+def test_splits_are_disjoint_by_equation(task):
+    splits = {s: task.problems(s, 300) for s in ("train", "val", "test")}
+    eqs = {s: {_equation(p) for p in ps} for s, ps in splits.items()}
+    assert not eqs["train"] & eqs["test"] and not eqs["train"] & eqs["val"] and not eqs["val"] & eqs["test"]
+    assert task.problems("test", 50) == splits["test"][:50]  # fixed order
+
+
+def test_answer_is_the_unique_root_among_candidates():
+    task = ModRootTask(ModRootConfig(candidates=3))
+    for p in task.problems("test", 100):
+        a, b, c = map(int, _equation(p))
+        options = [int(w) for w in p.prompt.split()[11:-1:2]]
+        assert len(options) == 3
+        roots = [x for x in options if (a * x + b) % 10 == c]
+        assert roots == [int(p.answer)]
+
+
+def test_reward_reads_the_final_answer(task):
+    p = task.problems("test", 1)[0]
+    wrong = str((int(p.answer) + 1) % 10)
+    assert task.reward(p, f"x = {p.answer} ; whatever") == 1.0
+    assert task.reward(p, f"x = {wrong} ; x = {p.answer}") == 0.0
+    assert task.reward(p, "no answer") == 0.0
+
+
+def test_demonstrations_check_correctly_and_never_correct(task):
+    rng = random.Random(0)
+    for _ in range(200):
+        prompt, (first, second) = task.demonstration(rng)
+        a, b, c = (int(prompt.split()[i]) for i in (0, 3, 5))
+        for attempt in (first, second):
+            w = attempt.split()
+            x, value, verdict = int(w[2]), int(w[14]), w[17]
+            assert value == (a * x + b) % 10 and (verdict == "=") == (value == c)

@@ -1,0 +1,72 @@
+"""Trainer: exact resume after a crash, metrics log, best checkpoint."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from selfcorrect.rollout import SamplingConfig
+from selfcorrect.trainer import TrainConfig, load_weights, stages, train
+
+CONFIG = TrainConfig(method="score", steps=4, stage1_steps=2, problems_per_step=3, samples_per_problem=2,
+                     micro_batch=4, checkpoint_every=2, sampling=SamplingConfig(max_new_tokens=8), lr=1e-3)
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.fixture(scope="session")
+def task(task):
+    """The embedded task with a reward a random model earns half the time, so gradients are non-zero."""
+    parity = copy.copy(task)
+    parity.reward = lambda problem, response: float(len(response.split()) % 2 == 0)
+    return parity
+
+
+def test_resume_after_crash_matches_uninterrupted_run(tiny_model, dialogue, task, tmp_path):
+    straight = train(copy.deepcopy(tiny_model), dialogue, task, CONFIG, tmp_path / "a", progress=False)
+
+    def crash(step, model):
+        if step == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(copy.deepcopy(tiny_model), dialogue, task, CONFIG, tmp_path / "b", on_checkpoint=crash, progress=False)
+    resumed = train(copy.deepcopy(tiny_model), dialogue, task, CONFIG, tmp_path / "b", resume=True, progress=False)
+
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    strip = lambda line: {k: v for k, v in json.loads(line).items() if "per_s" not in k and k != "seconds"}
+    log_a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    log_b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [strip(x) for x in log_a] == [strip(x) for x in log_b]
+    assert [json.loads(x)["stage"] for x in log_a] == ["stage1", "stage1", "stage2", "stage2"]
+    # the model really changed
+    assert any(not torch.equal(a, b) for a, b in zip(tiny_model.state_dict().values(),
+                                                     straight.state_dict().values()))
+
+
+def test_metrics_and_best_checkpoint(tiny_model, dialogue, task, tmp_path):
+    train(copy.deepcopy(tiny_model), dialogue, task, CONFIG, tmp_path, progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    for key in ("reward_t1", "reward_t2", "delta", "kl_t1", "kl_t2", "edit_ratio", "identical", "tokens_per_s"):
+        assert key in rows[0]
+    best = torch.load(tmp_path / "best.pt", weights_only=False)
+    assert best["step"] in (2, 4)
+    load_weights(copy.deepcopy(tiny_model), tmp_path / "best.pt")
+
+
+def test_resume_refuses_a_different_config(tiny_model, dialogue, task, tmp_path):
+    train(copy.deepcopy(tiny_model), dialogue, task, CONFIG, tmp_path, progress=False)
+    other = TrainConfig(**{**CONFIG.__dict__, "lr": 5e-4})
+    with pytest.raises(ValueError, match="different config"):
+        train(copy.deepcopy(tiny_model), dialogue, task, other, tmp_path, resume=True, progress=False)
+
+
+def test_every_method_spends_the_same_steps():
+    for method in ("score", "naive", "single_turn", "no_stage1", "no_shaping", "stage1_only"):
+        cfg = TrainConfig(method=method, steps=10, stage1_steps=4, attempts=1 if method == "single_turn" else 2)
+        assert sum(n for _, n in stages(cfg)) == 10
+    assert [o.name for o, _ in stages(TrainConfig(method="score", steps=10, stage1_steps=4))] == ["stage1", "stage2"]
