@@ -24,7 +24,8 @@ def test_wilson_interval_shrinks_with_n():
 
 def test_collapse_metrics():
     attempts = [[[1, 2, 3], [1, 2, 3]], [[1, 2, 3], [4, 5, 6]]]
-    m = collapse_metrics(attempts)
+    m = collapse_metrics(attempts, answers=[["3", "3"], [None, None]])
     assert m["identical"] == 0.5
+    assert m["same_answer"] == 0.5  # two missing answers are not the same answer
     assert m["edit_ratio"] == pytest.approx(0.5)
     assert edit_ratio([1, 2], [1, 3]) == pytest.approx(0.5)

@@ -51,7 +51,7 @@ def test_resume_after_crash_matches_uninterrupted_run(tiny_model, dialogue, task
 def test_metrics_and_best_checkpoint(tiny_model, dialogue, task, tmp_path):
     train(copy.deepcopy(tiny_model), dialogue, task, CONFIG, tmp_path, progress=False)
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    for key in ("reward_t1", "reward_t2", "delta", "kl_t1", "kl_t2", "edit_ratio", "identical", "tokens_per_s"):
+    for key in ("reward_t1", "reward_t2", "delta", "kl_t1", "kl_t2", "edit_ratio", "identical", "same_answer", "tokens_per_s"):
         assert key in rows[0]
     best = torch.load(tmp_path / "best.pt", weights_only=False)
     assert best["step"] in (2, 4)

@@ -62,13 +62,21 @@ def edit_ratio(a: Sequence[int], b: Sequence[int]) -> float:
     return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
-def collapse_metrics(attempts: Sequence[Sequence[Sequence[int]]]) -> dict:
-    """The paper's collapse diagnostic: how close attempt 2 stays to attempt 1."""
+def collapse_metrics(attempts: Sequence[Sequence[Sequence[int]]],
+                     answers: Sequence[Sequence[str | None]] | None = None) -> dict:
+    """The paper's collapse diagnostic: how close the last attempt stays to the first.
+
+    edit_ratio and identical compare tokens; same_answer compares the final answers
+    (a rewrite that keeps the answer is a collapse too, whatever its wording).
+    """
     pairs = [(a[0], a[-1]) for a in attempts]
-    return {
+    out = {
         "edit_ratio": sum(edit_ratio(x, y) for x, y in pairs) / len(pairs),
         "identical": sum(list(x) == list(y) for x, y in pairs) / len(pairs),
     }
+    if answers is not None:
+        out["same_answer"] = sum(a[0] is not None and a[0] == a[-1] for a in answers) / len(answers)
+    return out
 
 
 @dataclass
@@ -83,12 +91,15 @@ class Evaluation:
 def evaluate(model, dialogue: Dialogue, task: Task, problems: Sequence[Problem], attempts: int = 2,
              sampling: SamplingConfig = GREEDY, batch_size: int = 256) -> Evaluation:
     """Greedy K-attempt evaluation of `problems`."""
-    rewards, responses, token_attempts = [], [], []
+    rewards, responses, token_attempts, answers = [], [], [], []
     for start in range(0, len(problems), batch_size):
         episodes = rollout(model, dialogue, task, problems[start:start + batch_size], attempts, sampling)
         rewards.append(episodes.rewards)
         token_attempts += episodes.attempts
+        answers += episodes.answers
         responses += [[dialogue.decode(a) for a in atts] for atts in episodes.attempts]
     rewards_t = torch.cat(rewards)
-    metrics = correction_metrics(rewards_t) | collapse_metrics(token_attempts) if attempts > 1 else correction_metrics(rewards_t)
+    metrics = correction_metrics(rewards_t)
+    if attempts > 1:
+        metrics |= collapse_metrics(token_attempts, answers)
     return Evaluation(list(problems), rewards_t, responses, metrics)

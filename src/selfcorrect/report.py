@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 COLUMNS = [("acc_t1", "Acc@t1"), ("acc_t2", "Acc@t2"), ("delta", "Δ(t1,t2)"),
-           ("delta_i2c", "Δ i→c"), ("delta_c2i", "Δ c→i"), ("identical", "identical y1=y2")]
+           ("delta_i2c", "Δ i→c"), ("delta_c2i", "Δ c→i"), ("same_answer", "same answer"),
+           ("edit_ratio", "edit ratio")]
 
 
 def _cell(runs: Sequence[Mapping], key: str) -> str:

@@ -42,6 +42,7 @@ class Episodes:
     attempt_mask: torch.Tensor  # [B, K, L] bool: token j was generated in attempt k
     attempts: list[list[list[int]]]  # [B][K] generated ids
     rewards: torch.Tensor  # [B, K] float
+    answers: list[list[str | None]] | None = None  # [B][K] final answers, when scored by a task
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -61,6 +62,7 @@ class Episodes:
             attempt_mask=self.attempt_mask[idx, :, :length],
             attempts=[self.attempts[i] for i in idx.tolist()],
             rewards=self.rewards[idx],
+            answers=None if self.answers is None else [self.answers[i] for i in idx.tolist()],
         )
 
 
@@ -163,9 +165,11 @@ def rollout(model, dialogue: Dialogue, task: Task, problems: Sequence[Problem], 
         for atts, new in zip(attempts, sample(model, contexts, sampling, dialogue.eos_id,
                                                dialogue.pad_id, generator)):
             atts.append(new)
-    rewards = torch.tensor([[task.reward(p, dialogue.decode(a)) for a in atts]
-                            for p, atts in zip(problems, attempts)])
-    return pack(dialogue, [p.prompt for p in problems], attempts, task.instruction, rewards)
+    texts = [[dialogue.decode(a) for a in atts] for atts in attempts]
+    rewards = torch.tensor([[task.reward(p, t) for t in row] for p, row in zip(problems, texts)])
+    episodes = pack(dialogue, [p.prompt for p in problems], attempts, task.instruction, rewards)
+    episodes.answers = [[task.answer(t) for t in row] for row in texts]
+    return episodes
 
 
 def token_logprobs(model, episodes: Episodes) -> torch.Tensor:

@@ -20,5 +20,8 @@ class Task(Protocol):
     def problems(self, split: str, limit: int | None = None) -> Sequence[Problem]:
         """Problems of a split ("train", "val", "test"), in a fixed order."""
 
+    def answer(self, response: str) -> str | None:
+        """The final answer a response states, normalised (None when it states none)."""
+
     def reward(self, problem: Problem, response: str) -> float:
         """1.0 when the response's final answer is right, else 0.0."""
