@@ -1,10 +1,13 @@
 """Bad input: one line naming the field or file, exit code 2, nothing written. And the demo end to end."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from selfcorrect.cli import main
+from selfcorrect.config import load_yaml
+from selfcorrect.experiment import ExperimentConfig
 
 
 @pytest.mark.parametrize("text, needle", [
@@ -61,3 +64,34 @@ def test_quick_train_resume_and_eval(tmp_path, capsys):
     assert main(["eval", str(out), "--limit", "10", "--cache-dir", str(cache)]) == 0
     table = capsys.readouterr().out
     assert "Self-Refine" in table and "score (best)" in table
+
+
+def test_quick_compare_writes_plots_and_resumes_a_suite(tmp_path, capsys):
+    out, cache = tmp_path / "cmp", tmp_path / "cache"
+    args = ["compare", "--quick", "--methods", "star,pair_sft_plus", "--out", str(out), "--cache-dir", str(cache),
+            "--no-progress"]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["results"]) == {"self_refine", "star", "pair_sft_plus"}
+    assert (out / "comparison.png").stat().st_size > 0 and (out / "training_curves.png").stat().st_size > 0
+    assert "STaR (D_STaR)" in (out / "report.md").read_text()
+    # interrupted suite: one run finished, the other lost its result; rerunning redoes only that one
+    finished = out / "runs" / "star-seed0" / "result.json"
+    stamp = finished.stat().st_mtime_ns
+    (out / "runs" / "pair_sft_plus-seed0" / "result.json").unlink()
+    assert main(args) == 0
+    assert finished.stat().st_mtime_ns == stamp
+    assert json.loads((out / "results.json").read_text())["results"] == results["results"]
+
+
+def test_compare_rejects_unknown_methods(tmp_path, capsys):
+    assert main(["compare", "--methods", "score,magic", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--methods: unknown method 'magic'" in err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("configs/*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    config = load_yaml(ExperimentConfig, path)
+    if path.name == "demo.yaml":  # it documents the defaults, so it must equal them
+        assert config == ExperimentConfig()

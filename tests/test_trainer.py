@@ -66,7 +66,8 @@ def test_resume_refuses_a_different_config(tiny_model, dialogue, task, tmp_path)
 
 
 def test_every_method_spends_the_same_steps():
-    for method in ("score", "naive", "single_turn", "no_stage1", "no_shaping", "stage1_only"):
+    for method in ("score", "naive", "single_turn", "no_stage1", "no_shaping", "stage1_only", "score_star",
+                   "star", "star_plus", "pair_sft", "pair_sft_plus"):
         cfg = TrainConfig(method=method, steps=10, stage1_steps=4, attempts=1 if method == "single_turn" else 2)
         assert sum(n for _, n in stages(cfg)) == 10
     assert [o.name for o, _ in stages(TrainConfig(method="score", steps=10, stage1_steps=4))] == ["stage1", "stage2"]

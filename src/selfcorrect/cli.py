@@ -1,4 +1,4 @@
-"""The `selfcorrect` command: demo, train, eval."""
+"""The `selfcorrect` command: demo, compare, train, eval."""
 
 from __future__ import annotations
 
@@ -15,19 +15,28 @@ from .errors import SelfCorrectError
 
 
 def _experiment(args):
-    from .demo import QUICK, ExperimentConfig
+    from .experiment import METHOD_NAMES, QUICK, SUITES, ExperimentConfig
 
     config = load_yaml(ExperimentConfig, args.config) if args.config else (QUICK if args.quick else ExperimentConfig())
     if getattr(args, "seeds", None) is not None:
         if args.seeds < 1:
             raise SelfCorrectError("--seeds: must be >= 1")
         config = dataclasses.replace(config, seeds=args.seeds)
+    if getattr(args, "suite", None):
+        config = dataclasses.replace(config, methods=SUITES[args.suite])
+    if getattr(args, "methods", None):
+        methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        unknown = [m for m in methods if m not in METHOD_NAMES or m == "self_refine"]
+        if unknown or not methods:
+            raise SelfCorrectError(f"--methods: unknown method {unknown[0] if unknown else args.methods!r}; "
+                                   f"choose from {', '.join(m for m in METHOD_NAMES if m != 'self_refine')}")
+        config = dataclasses.replace(config, methods=methods)
     return config
 
 
 def _load_run(run_dir: Path, cache_dir: str | None):
     """The base model and config of a run folder written by `selfcorrect train`."""
-    from .demo import ExperimentConfig
+    from .experiment import ExperimentConfig
     from .dialogue import PlainDialogue
     from .models import load_or_pretrain
     from .tasks import ModRootTask
@@ -39,9 +48,9 @@ def _load_run(run_dir: Path, cache_dir: str | None):
 
 
 def cmd_demo(args) -> None:
-    from .demo import run_demo
+    from .experiment import run_experiment
 
-    run_demo(_experiment(args), args.out, args.cache_dir, progress=not args.no_progress)
+    run_experiment(_experiment(args), args.out, args.cache_dir, progress=not args.no_progress)
 
 
 def cmd_train(args) -> None:
@@ -98,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     common(demo, "runs/demo")
     demo.add_argument("--seeds", type=int, help="number of RL seeds (mean ± std)")
     demo.set_defaults(func=cmd_demo)
+
+    cmp = sub.add_parser("compare", help="baselines, SCoRe and its ablations on one budget; table, JSON, plots; "
+                                         "resumes an interrupted suite")
+    common(cmp, "runs/compare")
+    cmp.add_argument("--suite", choices=["paper", "demo"], default="paper")
+    cmp.add_argument("--methods", help="comma-separated subset, e.g. naive,score,star (overrides --suite)")
+    cmp.add_argument("--task", choices=["modroot"], default="modroot", help="the task (the embedded default)")
+    cmp.add_argument("--seeds", type=int, help="number of seeds (mean ± std)")
+    cmp.set_defaults(func=cmd_demo)
 
     tr = sub.add_parser("train", help="train one method (train.method in the config) on the embedded task")
     common(tr, "runs/train")

@@ -85,6 +85,7 @@ class Evaluation:
     rewards: torch.Tensor  # [N, K]
     responses: list[list[str]]  # [N][K]
     metrics: dict
+    edit_ratios: list[float]  # per problem, first vs last attempt (the collapse histogram)
 
 
 @torch.no_grad()
@@ -102,4 +103,5 @@ def evaluate(model, dialogue: Dialogue, task: Task, problems: Sequence[Problem],
     metrics = correction_metrics(rewards_t)
     if attempts > 1:
         metrics |= collapse_metrics(token_attempts, answers)
-    return Evaluation(list(problems), rewards_t, responses, metrics)
+    ratios = [edit_ratio(a[0], a[-1]) for a in token_attempts]
+    return Evaluation(list(problems), rewards_t, responses, metrics, ratios)

@@ -8,11 +8,21 @@ reward trains, the KL coefficient of each attempt, and the bonus alpha.
     Stage II     max r(y1) + r^(y2) - beta1 (KL_1 + KL_2),  r^(y2) = r2 + alpha (r2 - r1)
     naive        max r(y1) + r(y2) - beta1 (KL_1 + KL_2)
     single-turn  max r(y1) - beta1 KL_1
+
+The supervised baselines are objectives too (`supervised` set): the loop samples
+traces, keeps some (`star_keep`, `pair_sft`) and fine-tunes on the trained attempts.
+
+    STaR      sample (y1, y2) from the policy of the current round; keep wrong -> right
+              (plus: also right -> right); SFT on y2
+    Pair-SFT  sample first attempts from the base; pair a wrong and a right one of the
+              same problem as (y1, y2) (plus: also right -> right); SFT on y2
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -23,6 +33,8 @@ class Objective:
     train: tuple[bool, ...]  # per attempt: does the reward's gradient reach it?
     kl: tuple[float, ...]  # per attempt: KL coefficient
     alpha: float = 0.0  # progress bonus on attempts 2..K
+    supervised: Literal["star", "pair"] | None = None  # SFT on selected traces instead of REINFORCE
+    plus: bool = False  # supervised: also keep right -> right traces (D+)
 
     @property
     def num_attempts(self) -> int:
@@ -43,6 +55,41 @@ def naive_multi_turn(beta1: float, attempts: int = 2) -> Objective:
 
 def single_turn(beta1: float) -> Objective:
     return Objective("single_turn", (True,), (beta1,))
+
+
+def star(attempts: int = 2, plus: bool = False, train_first: bool = False) -> Objective:
+    """STaR on self-correction traces; `train_first` also fits attempt 1 (STaR in Stage II)."""
+    return Objective("star_plus" if plus else "star", (train_first,) + (True,) * (attempts - 1),
+                     (0.0,) * attempts, supervised="star", plus=plus)
+
+
+def pair_sft(plus: bool = False) -> Objective:
+    return Objective("pair_sft_plus" if plus else "pair_sft", (False, True), (0.0, 0.0), supervised="pair", plus=plus)
+
+
+def star_keep(rewards: torch.Tensor, plus: bool) -> torch.Tensor:
+    """Which traces STaR fine-tunes on: last attempt right, first wrong (or right, with plus). [B] bool"""
+    last_right, first_wrong = rewards[:, -1] == 1, rewards[:, 0] == 0
+    return last_right & (first_wrong | plus)
+
+
+def pair_sft_pairs(rewards: torch.Tensor, group_size: int, plus: bool, rng: random.Random) -> list[tuple[int, int]]:
+    """Pair-SFT's (attempt 1, attempt 2) pairs among single-attempt samples, within each problem.
+
+    `rewards` is [B] for B = problems * group_size, a problem's samples contiguous. Every
+    wrong sample is paired with a right one of its problem (D_SFT); with plus every right
+    sample is also paired with another right one, or itself when it is alone (D+_SFT).
+    """
+    pairs = []
+    for start in range(0, len(rewards), group_size):
+        group = range(start, start + group_size)
+        right = [i for i in group if rewards[i] == 1]
+        if not right:
+            continue
+        pairs += [(i, rng.choice(right)) for i in group if rewards[i] == 0]
+        if plus:
+            pairs += [(i, rng.choice([j for j in right if j != i] or [i])) for i in right]
+    return pairs
 
 
 def shaped_returns(rewards: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -92,7 +139,13 @@ def policy_loss(logp: torch.Tensor, ref_logp: torch.Tensor, attempt_mask: torch.
     return pg + kl, stats
 
 
-def sft_loss(logp: torch.Tensor, attempt_mask: torch.Tensor, num_tokens: int | None = None) -> torch.Tensor:
-    """Supervised negative log-likelihood over attempt tokens (pretraining, SFT baselines)."""
+def sft_loss(logp: torch.Tensor, attempt_mask: torch.Tensor, train: tuple[bool, ...] | None = None,
+             num_tokens: int | None = None) -> torch.Tensor:
+    """Supervised negative log-likelihood over the tokens of the trained attempts (all by default).
+
+    `num_tokens` is the trained-token count of the whole batch when this is one micro-batch of it.
+    """
+    if train is not None:
+        attempt_mask = attempt_mask[:, torch.tensor(train)]
     mask = attempt_mask.any(1).to(logp.dtype)
     return -(logp * mask).sum() / (num_tokens or mask.sum().clamp(min=1))

@@ -42,14 +42,25 @@ def write_json(path: Path, data) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
-def plot_curves(curves: Mapping[str, Sequence[Sequence[Mapping]]], path: Path, title: str) -> None:
-    """Acc@t1 (dashed) and Acc@t2 (solid) against training step, mean over seeds, per method."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    _pyplot().close(fig)
+    os.replace(tmp, path)
+
+
+def plot_curves(curves: Mapping[str, Sequence[Sequence[Mapping]]], path: Path, title: str) -> None:
+    """Acc@t1 (dashed) and Acc@t2 (solid) against training step, mean over seeds, per method."""
+    fig, ax = _pyplot().subplots(figsize=(7, 4.2))
     for i, (method, seeds) in enumerate(curves.items()):
         color = f"C{i}"
         steps = [point["step"] for point in seeds[0]]
@@ -62,7 +73,33 @@ def plot_curves(curves: Mapping[str, Sequence[Sequence[Mapping]]], path: Path, t
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    _save(fig, path)
+
+
+def plot_comparison(runs: Mapping[str, Sequence[Mapping]], path: Path) -> None:
+    """Per method: accuracy per attempt, flips (i->c, c->i), and the histogram of edit ratios.
+
+    `runs` maps a method to its seeds' results, each {"metrics": ..., "edit_ratios": [...]}.
+    """
+    fig, (acc, flips, hist) = _pyplot().subplots(1, 3, figsize=(15, 4.5))
+    names = list(runs)
+    mean = lambda method, key: statistics.mean(100 * r["metrics"][key] for r in runs[method])
+    x = range(len(names))
+    for offset, key, label in ((-0.2, "acc_t1", "Acc@t1"), (0.2, "acc_t2", "Acc@t2")):
+        acc.bar([i + offset for i in x], [mean(m, key) for m in names], width=0.4, label=label)
+    for offset, key, label in ((-0.2, "delta_i2c", "Δ i→c"), (0.2, "delta_c2i", "Δ c→i")):
+        flips.bar([i + offset for i in x], [mean(m, key) for m in names], width=0.4, label=label)
+    for ax, title in ((acc, "accuracy per attempt (%)"), (flips, "flips between attempts (% of problems)")):
+        ax.set_xticks(list(x), names, rotation=35, ha="right", fontsize=7)
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    bins = [i / 20 for i in range(21)]
+    for method in names:
+        ratios = [v for r in runs[method] for v in r["edit_ratios"]]
+        hist.hist(ratios, bins=bins, histtype="step", density=True, label=method)
+    hist.set_title("edit-distance ratio between attempts (1 = identical)")
+    hist.set_xlabel("edit ratio")
+    hist.legend(fontsize=6)
+    fig.tight_layout()
+    _save(fig, path)

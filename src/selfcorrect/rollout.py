@@ -55,7 +55,7 @@ class Episodes:
         """A sub-batch (for micro-batching), trimmed of columns that are padding in all rows."""
         if isinstance(idx, slice):
             idx = torch.arange(len(self))[idx]
-        length = int(self.attention_mask[idx].sum(-1).max())
+        length = int(self.attention_mask[idx].sum(-1).max()) if len(idx) else 0
         return Episodes(
             tokens=self.tokens[idx, :length],
             attention_mask=self.attention_mask[idx, :length],

@@ -23,12 +23,13 @@ from tqdm.auto import tqdm
 from .config import check
 from .dialogue import Dialogue
 from .evaluate import collapse_metrics
-from .objectives import (Objective, naive_multi_turn, policy_loss, rloo_advantages, shaped_returns,
-                         single_turn, stage_one, stage_two)
-from .rollout import SamplingConfig, rollout, token_logprobs
+from .objectives import (Objective, naive_multi_turn, pair_sft, pair_sft_pairs, policy_loss, rloo_advantages,
+                         sft_loss, shaped_returns, single_turn, stage_one, stage_two, star, star_keep)
+from .rollout import Episodes, SamplingConfig, pack, rollout, token_logprobs
 from .tasks import Task
 
-Method = Literal["score", "naive", "single_turn", "stage1_only", "no_stage1", "no_shaping"]
+Method = Literal["score", "naive", "single_turn", "stage1_only", "no_stage1", "no_shaping", "score_star",
+                 "star", "star_plus", "pair_sft", "pair_sft_plus"]
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,10 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 25
     best_window: int = 10  # steps averaged for "best checkpoint by training reward"
+    star_round_steps: int = 25  # STaR: steps per round (its traces come from the policy at the round's start)
 
     def __post_init__(self):
-        for name in ("steps", "problems_per_step", "micro_batch", "checkpoint_every", "best_window"):
+        for name in ("steps", "problems_per_step", "micro_batch", "checkpoint_every", "best_window", "star_round_steps"):
             check(getattr(self, name) >= 1, name, "must be >= 1")
         check(self.samples_per_problem >= 2, "samples_per_problem", "must be >= 2 (leave-one-out baseline)")
         check(0 <= self.stage1_steps <= self.steps, "stage1_steps", "must be between 0 and steps")
@@ -64,6 +66,7 @@ class TrainConfig:
             check(getattr(self, name) >= 0, name, "must be >= 0")
         check(self.attempts >= (1 if self.method == "single_turn" else 2), "attempts",
               "must be >= 2 for multi-turn methods")
+        check(self.attempts == 2 or not self.method.startswith("pair_sft"), "attempts", "Pair-SFT pairs two attempts")
 
     @property
     def episodes_per_step(self) -> int:
@@ -81,6 +84,11 @@ def stages(config: TrainConfig) -> list[tuple[Objective, int]]:
         "stage1_only": lambda: [(stage_one(c.beta1, c.beta2, k), c.steps)],
         "naive": lambda: [(naive_multi_turn(c.beta1, k), c.steps)],
         "single_turn": lambda: [(single_turn(c.beta1), c.steps)],
+        "score_star": lambda: two_stage(star(k, plus=True, train_first=True)),
+        "star": lambda: [(star(k), c.steps)],
+        "star_plus": lambda: [(star(k, plus=True), c.steps)],
+        "pair_sft": lambda: [(pair_sft(), c.steps)],
+        "pair_sft_plus": lambda: [(pair_sft(plus=True), c.steps)],
     }
     return [(obj, n) for obj, n in plans[c.method]() if n > 0]
 
@@ -96,6 +104,30 @@ def _truncate_log(path: Path, last_step: int) -> None:
     if path.exists():
         lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= last_step]
         path.write_text("".join(ln + "\n" for ln in lines))
+
+
+def _sample(model, reference, dialogue: Dialogue, task: Task, problems: list, objective: Objective,
+            config: TrainConfig, sampler: torch.Generator, picker: random.Random) -> tuple[Episodes, Episodes]:
+    """Sampled episodes (for the log) and the batch the update trains on.
+
+    RL samples from the policy and trains on every episode. STaR samples from the round's
+    policy (kept in `reference`) and keeps the traces `star_keep` selects. Pair-SFT
+    samples first attempts from the base (`reference`) and pairs them (`pair_sft_pairs`).
+    """
+    if objective.supervised == "pair":
+        firsts = rollout(reference, dialogue, task, problems, 1, config.sampling, sampler)
+        pairs = pair_sft_pairs(firsts.rewards[:, 0], config.samples_per_problem, objective.plus, picker)
+        if not pairs:
+            return firsts, firsts.select(torch.arange(0))
+        batch = pack(dialogue, [problems[i].prompt for i, _ in pairs],
+                     [[firsts.attempts[i][0], firsts.attempts[j][0]] for i, j in pairs], task.instruction,
+                     torch.stack([firsts.rewards[[i, j], 0] for i, j in pairs]))
+        return firsts, batch
+    episodes = rollout(reference if objective.supervised == "star" else model, dialogue, task, problems,
+                       objective.num_attempts, config.sampling, sampler)
+    if objective.supervised == "star":
+        return episodes, episodes.select(star_keep(episodes.rewards, objective.plus).nonzero().squeeze(-1))
+    return episodes, episodes
 
 
 def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: str | Path, resume: bool = False,
@@ -115,7 +147,8 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     picker = random.Random(config.seed)
     train_problems = task.problems("train")
     plan = stages(config)
-    schedule = [obj for obj, n in plan for _ in range(n)]
+    schedule = [(obj, sum(m for _, m in plan[:i])) for i, (obj, n) in enumerate(plan) for _ in range(n)]
+    keep_reference = any(obj.supervised == "star" for obj, _ in plan)  # it holds the STaR round's sampler
     step, best, window = 0, float("-inf"), deque(maxlen=config.best_window)
 
     if resume and ckpt_path.exists():
@@ -123,6 +156,8 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
         if state["config"] != asdict(config):
             raise ValueError(f"{ckpt_path}: checkpoint was written with a different config; cannot resume")
         model.load_state_dict(state["model"])
+        if keep_reference:
+            reference.load_state_dict(state["reference"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.set_state(state["sampler"])
         picker.setstate(state["picker"])
@@ -134,31 +169,44 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     bar = tqdm(total=len(schedule), initial=step, desc=config.method, disable=not progress, unit="step")
     n = config.samples_per_problem
     while step < len(schedule):
-        objective = schedule[step]
+        objective, stage_start = schedule[step]
         started = time.perf_counter()
+        if objective.supervised == "star" and (step - stage_start) % config.star_round_steps == 0:
+            reference.load_state_dict(model.state_dict())  # a new STaR round samples from the current policy
         # 1. Rollout: n samples of each problem, contiguous (the leave-one-out groups).
         problems = [p for p in picker.sample(train_problems, config.problems_per_step) for _ in range(n)]
         model.eval()
-        episodes = rollout(model, dialogue, task, problems, objective.num_attempts, config.sampling, sampler)
+        episodes, batch = _sample(model, reference, dialogue, task, problems, objective, config, sampler, picker)
         rollout_time = time.perf_counter() - started
-        # 2. Reward -> per-attempt returns -> leave-one-out advantages.
-        advantages = rloo_advantages(shaped_returns(episodes.rewards, objective.alpha), n)
-        # 3. Update, accumulated over micro-batches.
+        # 2. Reward -> per-attempt returns -> leave-one-out advantages (RL objectives).
+        if not objective.supervised:
+            advantages = rloo_advantages(shaped_returns(episodes.rewards, objective.alpha), n)
+            num_tokens = None
+        else:
+            num_tokens = int(batch.attempt_mask[:, torch.tensor(objective.train)].sum()) if len(batch) else 0
+        # 3. Update, accumulated over micro-batches (skipped when selection kept nothing).
         model.train()
         optimizer.zero_grad(set_to_none=True)
         totals: dict[str, torch.Tensor] = {}
-        for start in range(0, len(episodes), config.micro_batch):
+        for start in range(0, len(batch), config.micro_batch):
             part = slice(start, start + config.micro_batch)
-            micro = episodes.select(part)
-            with torch.no_grad():
-                ref_logp = token_logprobs(reference, micro)
-            loss, stats = policy_loss(token_logprobs(model, micro), ref_logp, micro.attempt_mask.to(ref_logp.device),
-                                      advantages[part].to(ref_logp.device), objective, num_episodes=len(episodes))
+            micro = batch.select(part)
+            logp = token_logprobs(model, micro)
+            mask = micro.attempt_mask.to(logp.device)
+            if objective.supervised:
+                loss, stats = sft_loss(logp, mask, objective.train, num_tokens), {}
+            else:
+                with torch.no_grad():
+                    ref_logp = token_logprobs(reference, micro)
+                loss, stats = policy_loss(logp, ref_logp, mask, advantages[part].to(logp.device), objective,
+                                          num_episodes=len(batch))
             loss.backward()
+            stats["loss"] = loss.detach()
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0) + value.cpu()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
+        if len(batch):
+            optimizer.step()
         step += 1
 
         # 4. Log.
@@ -169,10 +217,10 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
             "step": step, "stage": objective.name,
             **{f"reward_t{t + 1}": rewards[t].item() for t in range(len(rewards))},
             "delta": (rewards[-1] - rewards[0]).item(),
-            **{f"kl_t{t + 1}": totals["kl"][t].item() for t in range(len(rewards))},
+            **({f"kl_t{t + 1}": totals["kl"][t].item() for t in range(len(rewards))} if "kl" in totals else {}),
             **(collapse_metrics(episodes.attempts, episodes.answers) if len(rewards) > 1 else {}),
-            "pg_loss": totals["pg_loss"].item(), "kl_loss": totals["kl_loss"].item(),
-            "grad_norm": grad_norm.item(), "generated_tokens_per_s": generated / rollout_time,
+            **{key: totals[key].item() for key in ("loss", "pg_loss", "kl_loss") if key in totals},
+            "trained_episodes": len(batch), "grad_norm": grad_norm.item(), "generated_tokens_per_s": generated / rollout_time,
             "tokens_per_s": int(episodes.attention_mask.sum()) / elapsed, "seconds": elapsed,
         }
         with log_path.open("a") as f:
@@ -190,7 +238,7 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
             _atomic_save({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "sampler": sampler.get_state(),
                 "picker": picker.getstate(), "step": step, "best": best, "window": list(window),
-                "config": asdict(config),
+                "config": asdict(config), **({"reference": reference.state_dict()} if keep_reference else {}),
             }, ckpt_path)
             if on_checkpoint:
                 on_checkpoint(step, model)

@@ -1,0 +1,154 @@
+"""`selfcorrect demo` and `selfcorrect compare`: methods side by side on the embedded task.
+
+base (cached) -> Self-Refine row -> every method trained on the same budget of sampled
+episodes, for each seed -> greedy evaluation on the same held-out problems -> table,
+results.json, report.md and plots. Each (method, seed) run keeps its own folder, so an
+interrupted suite resumes: finished runs are read back, unfinished ones resume from
+their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import check
+from .dialogue import PlainDialogue
+from .evaluate import evaluate
+from .models import TinyModelConfig, load_or_pretrain
+from .report import markdown_table, plot_comparison, plot_curves, write_json, write_text_atomic
+from .tasks import ModRootConfig, ModRootTask
+from .trainer import TrainConfig, load_weights, train
+
+METHOD_NAMES = {
+    "self_refine": "Self-Refine (base + instruction)", "star": "STaR (D_STaR)", "star_plus": "STaR (D+_STaR)",
+    "pair_sft": "Pair-SFT (D_SFT)", "pair_sft_plus": "Pair-SFT (D+_SFT)", "naive": "naive multi-turn RL",
+    "single_turn": "single-turn RL", "score": "SCoRe (Stage I + II)", "no_stage1": "SCoRe w/o Stage I",
+    "no_shaping": "SCoRe w/o reward shaping", "score_star": "SCoRe w/ STaR in Stage II",
+    "stage1_only": "SCoRe Stage I only",
+}
+SUITES = {
+    "demo": ("naive", "score"),
+    "paper": ("star", "star_plus", "pair_sft", "pair_sft_plus", "naive", "single_turn", "score", "no_stage1",
+              "no_shaping", "score_star"),
+}
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A comparison on the embedded task: `demo`/`compare` run `methods`, `train` runs `train.method`."""
+
+    task: ModRootConfig = field(default_factory=ModRootConfig)
+    model: TinyModelConfig = field(default_factory=TinyModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    methods: tuple[str, ...] = SUITES["demo"]
+    seeds: int = 1
+    test_problems: int = 1000
+    val_problems: int = 200  # for the training curves only
+
+    def __post_init__(self):
+        for m in self.methods:
+            check(m in METHOD_NAMES and m != "self_refine", "methods", f"unknown method {m!r}")
+        check(self.seeds >= 1, "seeds", "must be >= 1")
+        check(self.test_problems >= 1, "test_problems", "must be >= 1")
+        check(self.val_problems >= 1, "val_problems", "must be >= 1")
+
+
+QUICK = ExperimentConfig(
+    model=TinyModelConfig(hidden_size=32, layers=2, intermediate_size=64, pretrain_steps=40, batch_size=32),
+    train=TrainConfig(steps=6, stage1_steps=3, problems_per_step=4, samples_per_problem=2, checkpoint_every=3,
+                      star_round_steps=3),
+    test_problems=40, val_problems=20,
+)
+
+
+def _numbers(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not isinstance(v, (list, tuple))}
+
+
+def _transcripts(method: str, ev, limit: int = 50) -> list[dict]:
+    return [{"method": method, "problem": p.prompt, "answer": p.answer, "attempts": responses, "rewards": rewards}
+            for p, responses, rewards in list(zip(ev.problems, ev.responses, ev.rewards.tolist()))[:limit]]
+
+
+def _run_method(base, dialogue, task, config: ExperimentConfig, method: str, seed: int, run_dir: Path,
+                test, val, base_point: dict, progress: bool) -> dict:
+    """Train one (method, seed), evaluate its best checkpoint on `test`; cached in run_dir/result.json."""
+    done = run_dir / "result.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    train_config = dataclasses.replace(config.train, method=method, seed=seed)
+    curve_path = run_dir / "curve.jsonl"
+    resume = (run_dir / "checkpoint.pt").exists()
+    curve = [json.loads(x) for x in curve_path.read_text().splitlines()] if resume and curve_path.exists() else []
+
+    def on_checkpoint(step, model):
+        point = {"step": step, **_numbers(evaluate(model, dialogue, task, val, config.train.attempts).metrics)}
+        curve[:] = [p for p in curve if p["step"] < step] + [point]
+        write_text_atomic(curve_path, "".join(json.dumps(p) + "\n" for p in curve))
+
+    model = train(copy.deepcopy(base), dialogue, task, train_config, run_dir, resume=resume,
+                  on_checkpoint=on_checkpoint, progress=progress)
+    final = evaluate(load_weights(model, run_dir / "best.pt"), dialogue, task, test, config.train.attempts)
+    result = {"metrics": final.metrics, "edit_ratios": final.edit_ratios, "curve": [base_point] + curve,
+              "transcripts": _transcripts(method, final)}
+    write_json(done, result)
+    return result
+
+
+def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str | Path | None = None,
+                   progress: bool = True, log=print) -> dict:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    task = ModRootTask(config.task)
+    base, tokenizer = load_or_pretrain(task, config.model, cache_dir, progress)
+    log(f"base model ready ({sum(p.numel() for p in base.parameters()) / 1e6:.2f}M parameters)"
+        f" after {time.perf_counter() - started:.0f}s")
+    dialogue = PlainDialogue(tokenizer)
+    test = task.problems("test", config.test_problems)
+    val = task.problems("val", config.val_problems)
+    attempts = config.train.attempts
+
+    base_eval = evaluate(base, dialogue, task, test, attempts)
+    base_point = {"step": 0, **_numbers(evaluate(base, dialogue, task, val, attempts).metrics)}
+    runs = {"self_refine": [{"metrics": base_eval.metrics, "edit_ratios": base_eval.edit_ratios,
+                             "transcripts": _transcripts("self_refine", base_eval)}]}
+    for seed in range(config.seeds):
+        for method in config.methods:
+            result = _run_method(base, dialogue, task, config, method, seed, out / "runs" / f"{method}-seed{seed}",
+                                 test, val, base_point, progress)
+            runs.setdefault(method, []).append(result)
+            m = result["metrics"]
+            log(f"{METHOD_NAMES[method]} seed {seed}: Acc@t1 {m['acc_t1']:.3f}  Acc@t2 {m['acc_t2']:.3f}  "
+                f"Delta {m['delta']:+.3f}")
+
+    results = {method: [r["metrics"] for r in rs] for method, rs in runs.items()}
+    table = markdown_table({METHOD_NAMES[m]: rs for m, rs in results.items()})
+    elapsed = time.perf_counter() - started
+    summary = {
+        "config": dataclasses.asdict(config), "seconds": elapsed, "results": results,
+        "mean": {m: {k: statistics.mean(r[k] for r in rs) for k in _numbers(rs[0])} for m, rs in results.items()},
+        "curves": {m: [r["curve"] for r in rs] for m, rs in runs.items() if m != "self_refine"},
+    }
+    write_json(out / "results.json", summary)
+    write_text_atomic(out / "transcripts.jsonl", "".join(json.dumps(t) + "\n" for rs in runs.values()
+                                                         for t in rs[0]["transcripts"]))
+    plot_curves(summary["curves"], out / "training_curves.png", "embedded task: Acc@t1 (dashed) and Acc@t2 (solid)")
+    plot_comparison({METHOD_NAMES[m]: rs for m, rs in runs.items()}, out / "comparison.png")
+    seeds = f"{config.seeds} seed{'s' if config.seeds > 1 else ''}"
+    spread = "mean ± std over seeds" if config.seeds > 1 else "value [95% interval]"
+    report = (f"# selfcorrect: {', '.join(config.methods)}\n\nEmbedded task `modroot`, {len(test)} held-out problems, "
+              f"greedy decoding, {seeds}; cells are % ({spread}).\nEvery trained method samples "
+              f"{config.train.steps * config.train.episodes_per_step} episodes.\n\n{table}\n\n"
+              f"![training curves](training_curves.png)\n\n![comparison](comparison.png)\n\n"
+              f"Wall time: {elapsed:.0f}s.\n")
+    write_text_atomic(out / "report.md", report)
+    log("\n" + table + f"\n\nwrote {out}/report.md, results.json, transcripts.jsonl, training_curves.png, "
+        f"comparison.png ({elapsed:.0f}s)")
+    return summary

