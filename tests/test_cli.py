@@ -68,7 +68,7 @@ def test_quick_train_resume_and_eval(tmp_path, capsys):
 
 def test_quick_compare_writes_plots_and_resumes_a_suite(tmp_path, capsys):
     out, cache = tmp_path / "cmp", tmp_path / "cache"
-    args = ["compare", "--quick", "--methods", "star,pair_sft_plus", "--out", str(out), "--cache-dir", str(cache),
+    args = ["compare", "--quick", "--methods", "star,pair_sft_plus", "--workers", "2", "--out", str(out), "--cache-dir", str(cache),
             "--no-progress"]
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import dataclasses
 import sys
 from pathlib import Path
@@ -50,7 +51,10 @@ def _load_run(run_dir: Path, cache_dir: str | None):
 def cmd_demo(args) -> None:
     from .experiment import run_experiment
 
-    run_experiment(_experiment(args), args.out, args.cache_dir, progress=not args.no_progress)
+    workers = getattr(args, "workers", 1)
+    if workers < 1:
+        raise SelfCorrectError("--workers: must be >= 1")
+    run_experiment(_experiment(args), args.out, args.cache_dir, progress=not args.no_progress, workers=workers)
 
 
 def cmd_train(args) -> None:
@@ -115,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--methods", help="comma-separated subset, e.g. naive,score,star (overrides --suite)")
     cmp.add_argument("--task", choices=["modroot"], default="modroot", help="the task (the embedded default)")
     cmp.add_argument("--seeds", type=int, help="number of seeds (mean ± std)")
+    cmp.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                     help="runs trained at once, one process and one thread each (default: CPU count)")
     cmp.set_defaults(func=cmd_demo)
 
     tr = sub.add_parser("train", help="train one method (train.method in the config) on the embedded task")

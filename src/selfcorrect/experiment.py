@@ -9,13 +9,17 @@ their last checkpoint.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
+import multiprocessing
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
 
 from .config import check
 from .dialogue import PlainDialogue
@@ -76,25 +80,36 @@ def _transcripts(method: str, ev, limit: int = 50) -> list[dict]:
             for p, responses, rewards in list(zip(ev.problems, ev.responses, ev.rewards.tolist()))[:limit]]
 
 
-def _run_method(base, dialogue, task, config: ExperimentConfig, method: str, seed: int, run_dir: Path,
-                test, val, base_point: dict, progress: bool) -> dict:
-    """Train one (method, seed), evaluate its best checkpoint on `test`; cached in run_dir/result.json."""
+def _run_method(config: ExperimentConfig, method: str, seed: int, run_dir: Path, base_point: dict,
+                cache_dir, progress: bool, threads: int | None = None) -> dict:
+    """Train one (method, seed) from the cached base and evaluate its best checkpoint on the test problems.
+
+    The result is cached in run_dir/result.json; an unfinished run resumes from its checkpoint.
+    Self-contained (it loads the base itself) so that it can run in a worker process.
+    """
     done = run_dir / "result.json"
     if done.exists():
         return json.loads(done.read_text())
-    train_config = dataclasses.replace(config.train, method=method, seed=seed)
+    if threads:
+        torch.set_num_threads(threads)
+    task = ModRootTask(config.task)
+    base, tokenizer = load_or_pretrain(task, config.model, cache_dir, progress=False)
+    dialogue, attempts = PlainDialogue(tokenizer), config.train.attempts
+    val = task.problems("val", config.val_problems)
     curve_path = run_dir / "curve.jsonl"
     resume = (run_dir / "checkpoint.pt").exists()
     curve = [json.loads(x) for x in curve_path.read_text().splitlines()] if resume and curve_path.exists() else []
 
     def on_checkpoint(step, model):
-        point = {"step": step, **_numbers(evaluate(model, dialogue, task, val, config.train.attempts).metrics)}
+        point = {"step": step, **_numbers(evaluate(model, dialogue, task, val, attempts).metrics)}
         curve[:] = [p for p in curve if p["step"] < step] + [point]
         write_text_atomic(curve_path, "".join(json.dumps(p) + "\n" for p in curve))
 
-    model = train(copy.deepcopy(base), dialogue, task, train_config, run_dir, resume=resume,
-                  on_checkpoint=on_checkpoint, progress=progress)
-    final = evaluate(load_weights(model, run_dir / "best.pt"), dialogue, task, test, config.train.attempts)
+    train_config = dataclasses.replace(config.train, method=method, seed=seed)
+    model = train(base, dialogue, task, train_config, run_dir, resume=resume, on_checkpoint=on_checkpoint,
+                  progress=progress)
+    final = evaluate(load_weights(model, run_dir / "best.pt"), dialogue, task,
+                     task.problems("test", config.test_problems), attempts)
     result = {"metrics": final.metrics, "edit_ratios": final.edit_ratios, "curve": [base_point] + curve,
               "transcripts": _transcripts(method, final)}
     write_json(done, result)
@@ -102,7 +117,8 @@ def _run_method(base, dialogue, task, config: ExperimentConfig, method: str, see
 
 
 def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str | Path | None = None,
-                   progress: bool = True, log=print) -> dict:
+                   progress: bool = True, workers: int = 1, log=print) -> dict:
+    """Every (method, seed) of `config`, `workers` runs at a time (separate processes, one thread each)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -112,21 +128,34 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str
         f" after {time.perf_counter() - started:.0f}s")
     dialogue = PlainDialogue(tokenizer)
     test = task.problems("test", config.test_problems)
-    val = task.problems("val", config.val_problems)
     attempts = config.train.attempts
-
     base_eval = evaluate(base, dialogue, task, test, attempts)
-    base_point = {"step": 0, **_numbers(evaluate(base, dialogue, task, val, attempts).metrics)}
+    base_point = {"step": 0, **_numbers(evaluate(base, dialogue, task, task.problems("val", config.val_problems),
+                                                 attempts).metrics)}
     runs = {"self_refine": [{"metrics": base_eval.metrics, "edit_ratios": base_eval.edit_ratios,
                              "transcripts": _transcripts("self_refine", base_eval)}]}
-    for seed in range(config.seeds):
-        for method in config.methods:
-            result = _run_method(base, dialogue, task, config, method, seed, out / "runs" / f"{method}-seed{seed}",
-                                 test, val, base_point, progress)
-            runs.setdefault(method, []).append(result)
-            m = result["metrics"]
-            log(f"{METHOD_NAMES[method]} seed {seed}: Acc@t1 {m['acc_t1']:.3f}  Acc@t2 {m['acc_t2']:.3f}  "
-                f"Delta {m['delta']:+.3f}")
+
+    jobs = [(method, seed) for seed in range(config.seeds) for method in config.methods]
+    args = lambda method, seed: (config, method, seed, out / "runs" / f"{method}-seed{seed}", base_point, cache_dir)
+
+    def report(method, seed, result):
+        m = result["metrics"]
+        log(f"{METHOD_NAMES[method]} seed {seed}: Acc@t1 {m['acc_t1']:.3f}  Acc@t2 {m['acc_t2']:.3f}  "
+            f"Delta {m['delta']:+.3f}")
+
+    finished = {}
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_run_method, *args(*job), False, 1): job for job in jobs}
+            for future in tqdm(as_completed(futures), total=len(jobs), desc="runs", disable=not progress):
+                finished[futures[future]] = future.result()
+                report(*futures[future], finished[futures[future]])
+    else:
+        for job in jobs:
+            finished[job] = _run_method(*args(*job), progress)
+            report(*job, finished[job])
+    for method, seed in jobs:
+        runs.setdefault(method, []).append(finished[method, seed])
 
     results = {method: [r["metrics"] for r in rs] for method, rs in runs.items()}
     table = markdown_table({METHOD_NAMES[m]: rs for m, rs in results.items()})
