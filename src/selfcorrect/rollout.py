@@ -18,6 +18,7 @@ from transformers import DynamicCache
 from .config import check
 from .dialogue import Dialogue
 from .tasks import Problem, Task
+from .tasks.base import batch_rewards
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,8 @@ def rollout(model, dialogue: Dialogue, task: Task, problems: Sequence[Problem], 
                                                dialogue.pad_id, generator)):
             atts.append(new)
     texts = [[dialogue.decode(a) for a in atts] for atts in attempts]
-    rewards = torch.tensor([[task.reward(p, t) for t in row] for p, row in zip(problems, texts)])
+    flat = batch_rewards(task, [p for p in problems for _ in range(num_attempts)], [t for row in texts for t in row])
+    rewards = torch.tensor(flat, dtype=torch.float).view(len(problems), num_attempts)
     episodes = pack(dialogue, [p.prompt for p in problems], attempts, task.instruction, rewards)
     episodes.answers = [[task.answer(t) for t in row] for row in texts]
     return episodes

@@ -25,3 +25,10 @@ class Task(Protocol):
 
     def reward(self, problem: Problem, response: str) -> float:
         """1.0 when the response's final answer is right, else 0.0."""
+
+
+def batch_rewards(task: Task, problems: Sequence[Problem], responses: Sequence[str]) -> list[float]:
+    """Rewards of many responses: through the task's own parallel `rewards` when it has one."""
+    if hasattr(task, "rewards"):
+        return list(task.rewards(problems, responses))
+    return [task.reward(p, r) for p, r in zip(problems, responses)]

@@ -19,6 +19,7 @@ import gzip
 import importlib.util
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from typing import Literal, Sequence
@@ -87,16 +88,23 @@ def _defines(code: str, name: str) -> bool:
     return re.search(rf"^(?:async\s+)?def\s+{pattern}\s*\(", code, re.M) is not None
 
 
+def _parse(code: str) -> ast.Module:
+    # Model output (and MBPP's own code) is full of "\d"-style escapes: no warning per parse.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ast.parse(code)
+
+
 def _parses(code: str) -> bool:
     try:
-        ast.parse(code)
+        _parse(code)
         return True
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: NUL bytes
         return False
 
 
 def _trim(code: str) -> str:
-    """The longest parseable part: without prose before the first code line, and cut before
+    """A parseable part of `code`: without prose before the first code line, and cut before
     the line of each syntax error (prose after the code, a response cut off mid-line).
     Returns `code` unchanged when it parses or when nothing of it does."""
     if _parses(code):
@@ -106,7 +114,7 @@ def _trim(code: str) -> str:
     lines = lines[start:]
     while lines:
         try:
-            ast.parse("\n".join(lines))
+            _parse("\n".join(lines))
             return "\n".join(lines)
         except SyntaxError as e:
             lines = lines[:min((e.lineno or len(lines)) - 1, len(lines) - 1)]
@@ -143,7 +151,7 @@ def extract_program(response: str, entry_point: str = "", stub: str = "") -> str
 def normalise_program(code: str) -> str:
     """A layout-free form (same string = same program up to formatting and comments)."""
     try:
-        return ast.unparse(ast.parse(code))
+        return ast.unparse(_parse(code))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return "\n".join(line.rstrip() for line in code.strip("\n").split("\n"))
 
@@ -157,7 +165,8 @@ def _fill(template: str, **values: str) -> str:
 
 
 @functools.cache
-def _mbpp_rows() -> dict[int, dict]:
+def mbpp_rows() -> dict[int, dict]:
+    """The shipped MBPP records by task id (code with LF line ends, asserts stripped)."""
     text = resources.files("selfcorrect").joinpath("data/mbpp/mbpp.jsonl").read_text(encoding="utf-8")
     rows = {}
     for line in text.splitlines():
@@ -171,7 +180,7 @@ def _mbpp_rows() -> dict[int, dict]:
 
 def _mbpp_entry_point(row: dict) -> str:
     """The first function the tests call that the reference code defines."""
-    defined = {n.name for n in ast.parse(row["code"]).body if isinstance(n, ast.FunctionDef)}
+    defined = {n.name for n in _parse(row["code"]).body if isinstance(n, ast.FunctionDef)}
     called = [n.func.id for t in row["test_list"] for n in ast.walk(ast.parse(t))
               if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
     return next(name for name in called if name in defined)
@@ -202,7 +211,7 @@ class CodeTask:
 
     @functools.cached_property
     def _shots(self) -> str:
-        rows = _mbpp_rows()
+        rows = mbpp_rows()
         return "".join(self._mbpp_prompt(rows[i]) + rows[i]["code"].strip("\n") + "\n[DONE]\n\n"
                        for i in SHOT_IDS[:self.config.shots])
 
@@ -218,7 +227,7 @@ class CodeTask:
                                 answer=f"{r['test']}\ncheck({r['entry_point']})\n",
                                 entry_point=r["entry_point"], stub=r["prompt"])
                     for r in _humaneval_rows()[:limit]]
-        rows = _mbpp_rows()
+        rows = mbpp_rows()
         return [CodeProblem(id=f"mbpp/{i}", prompt=self._shots + self._mbpp_prompt(rows[i]),
                             answer="\n".join([rows[i]["test_setup_code"], *rows[i]["test_list"]]).strip("\n") + "\n",
                             entry_point=_mbpp_entry_point(rows[i]))

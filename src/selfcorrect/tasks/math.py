@@ -390,3 +390,8 @@ class MathTask:
 
     def reward(self, problem: Problem, response: str) -> float:
         return float(grade(response, problem.answer, self.config.timeout))
+
+    def rewards(self, problems: Sequence[Problem], responses: Sequence[str]) -> list[float]:
+        """Rewards of a batch, the equivalence checks spread over the grading workers."""
+        verdicts = grade_many(responses, [p.answer for p in problems], self.config.timeout)
+        return [float(v) for v in verdicts]
