@@ -1,6 +1,9 @@
 import random
 
 import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from selfcorrect.dialogue import PlainDialogue
 from selfcorrect.models.tiny import TinyModelConfig, build_model, fit_tokenizer
@@ -28,3 +31,19 @@ def tiny_model(tokenizer):
 @pytest.fixture(scope="session")
 def dialogue(tokenizer):
     return PlainDialogue(tokenizer)
+
+
+def tiny_text_llama(texts):
+    """A byte-level BPE fitted in a moment to `texts`, and a random 1-layer Llama: any text, no download."""
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<pad>", "<bos>", "<eos>"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=4096, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True))
+    return model.eval(), tokenizer

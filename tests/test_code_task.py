@@ -4,9 +4,7 @@ import importlib.util
 import json
 
 import pytest
-import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from conftest import tiny_text_llama
 
 from selfcorrect.dialogue import PlainDialogue
 from selfcorrect.errors import SelfCorrectError
@@ -156,20 +154,8 @@ def test_mbpp_r_attempts_fail(mbpp):
 
 @pytest.fixture(scope="module")
 def tiny(mbpp):
-    """A byte-level BPE fitted in a moment to a few MBPP prompts, and a random 1-layer Llama."""
-    core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    texts = [p.prompt for p in mbpp.problems("test", 3)] + [INSTRUCTION]
-    core.train_from_iterator(texts, trainers.BpeTrainer(
-        vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<pad>", "<bos>", "<eos>"]))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=4096, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True))
-    return model.eval(), PlainDialogue(tokenizer)
+    model, tokenizer = tiny_text_llama([p.prompt for p in mbpp.problems("test", 3)] + [INSTRUCTION])
+    return model, PlainDialogue(tokenizer)
 
 
 def test_train_and_evaluate_end_to_end(mbpp, tiny, tmp_path):

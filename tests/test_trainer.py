@@ -71,3 +71,25 @@ def test_every_method_spends_the_same_steps():
         cfg = TrainConfig(method=method, steps=10, stage1_steps=4, attempts=1 if method == "single_turn" else 2)
         assert sum(n for _, n in stages(cfg)) == 10
     assert [o.name for o, _ in stages(TrainConfig(method="score", steps=10, stage1_steps=4))] == ["stage1", "stage2"]
+
+
+def test_lora_trains_only_the_adapter_against_the_base_with_the_adapter_off(tiny_model, dialogue, task, tmp_path,
+                                                                          monkeypatch):
+    pytest.importorskip("peft")
+    from selfcorrect.models.hf import LoraSettings, add_lora
+
+    model = add_lora(copy.deepcopy(tiny_model), LoraSettings(rank=4, target_modules=("q_proj", "v_proj")))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = TrainConfig(**{**CONFIG.__dict__, "method": "naive", "steps": 2, "lr": 1e-2})
+
+    class NoCopies:  # the trainer must not keep a second copy of a LoRA model's weights
+        def deepcopy(self, obj):
+            raise AssertionError("reference copied")
+
+    monkeypatch.setattr("selfcorrect.trainer.copy", NoCopies())
+    train(model, dialogue, task, config, tmp_path, progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["kl_t1"] == pytest.approx(0.0, abs=1e-6)  # the adapter starts as a no-op: policy == reference
+    assert rows[1]["kl_t1"] > 0  # after one update the policy differs from the base it is held to
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all("lora_" in k for k in changed)

@@ -78,17 +78,93 @@ def cmd_train(args) -> None:
     print(f"trained {config.train.method}: weights in {out}/best.pt (best) and {out}/checkpoint.pt (last)")
 
 
+REAL_TASKS = ("math500", "gsm8k", "mbpp", "humaneval", "mbpp-r")
+
+
+def real_task(name: str):
+    """The task behind a `--task` name of `selfcorrect eval --model`."""
+    from .tasks import CodeTask, CodeTaskConfig, MathTask, MathTaskConfig
+
+    return {"math500": lambda: MathTask(MathTaskConfig(dataset="math")),
+            "gsm8k": lambda: MathTask(MathTaskConfig(dataset="gsm8k")),
+            "mbpp": CodeTask, "mbpp-r": CodeTask,
+            "humaneval": lambda: CodeTask(CodeTaskConfig(dataset="humaneval"))}[name]()
+
+
+def _eval_model(args) -> None:
+    """`selfcorrect eval --model M --task T`: a pretrained model with the instruction (the Self-Refine row)."""
+    import json
+
+    from .dialogue import make_dialogue
+    from .evaluate import evaluate, self_consistency
+    from .models.hf import load_model
+    from .report import markdown_table, plot_scaling, write_json, write_text_atomic
+    from .rollout import GREEDY, SamplingConfig
+    from .tasks import evaluate_repair, mbpp_repair
+
+    if args.task is None:
+        raise SelfCorrectError(f"--task: required with --model; choose from {', '.join(REAL_TASKS)}")
+    if args.limit is not None and args.limit < 1:
+        raise SelfCorrectError("--limit: must be >= 1")
+    budgets = _budgets(args.scaling) if args.scaling else None
+    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
+    dialogue, task = make_dialogue(tokenizer), real_task(args.task)
+    greedy = dataclasses.replace(GREEDY, max_new_tokens=args.max_new_tokens)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.task == "mbpp-r":
+        result = evaluate_repair(model, dialogue, task, mbpp_repair(task, args.limit), greedy)
+        responses = result.pop("responses")
+        print(f"MBPP-R: attempt 2 repairs {100 * result['repaired']:.1f}% of {result['n']} wrong first attempts "
+              f"[{100 * result['repaired_ci'][0]:.1f}, {100 * result['repaired_ci'][1]:.1f}]")
+        write_json(out / "results.json", {"model": args.model, "task": args.task, "metrics": result})
+        write_text_atomic(out / "transcripts.jsonl", "".join(json.dumps({"attempt_2": r}) + "\n" for r in responses))
+        return
+    problems = task.problems("test", args.limit)
+    ev = evaluate(model, dialogue, task, problems, args.attempts, greedy, batch_size=args.batch_size, progress=True)
+    print(markdown_table({f"{args.model} + instruction (Self-Refine)": [ev.metrics]}))
+    summary = {"model": args.model, "task": args.task, "metrics": ev.metrics}
+    if budgets:
+        sampling = SamplingConfig(temperature=args.temperature, max_new_tokens=args.max_new_tokens)
+        summary["scaling"] = self_consistency(model, dialogue, task, problems, budgets, sampling,
+                                              batch_size=args.batch_size, progress=True)
+        plot_scaling(summary["scaling"], out / "scaling.png", f"{args.model} on {args.task}")
+        print("budget  parallel  sequential")
+        for b, par, seq in zip(*(summary["scaling"][k] for k in ("budgets", "parallel", "sequential"))):
+            print(f"{b:6d}  {100 * par:8.1f}  " + (f"{100 * seq:10.1f}" if seq is not None else "         –"))
+    write_json(out / "results.json", summary)
+    write_text_atomic(out / "transcripts.jsonl", "".join(
+        json.dumps({"id": p.id, "prompt": p.prompt, "gold": p.answer if args.task in ("math500", "gsm8k") else None,
+                    "attempts": r, "rewards": w}) + "\n"
+        for p, r, w in zip(ev.problems, ev.responses, ev.rewards.tolist())))
+    print(f"wrote {out}/results.json and transcripts.jsonl")
+
+
+def _budgets(text: str) -> list[int]:
+    try:
+        budgets = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SelfCorrectError(f"--scaling: expected comma-separated sample budgets like 1,2,4,8, got {text!r}") from None
+    if not budgets or min(budgets) < 1:
+        raise SelfCorrectError("--scaling: budgets must be >= 1")
+    return sorted(set(budgets))
+
+
 def cmd_eval(args) -> None:
     from .evaluate import evaluate
     from .report import markdown_table
     from .trainer import load_weights
 
+    if args.model:
+        return _eval_model(args)
+    if args.run is None:
+        raise SelfCorrectError("eval: give a run folder (from `selfcorrect train`) or --model")
     run = Path(args.run)
     weights = run / ("best.pt" if args.checkpoint == "best" else "checkpoint.pt")
     if not weights.exists():
         raise SelfCorrectError(f"{weights}: no such checkpoint (train first)")
     config, task, base, dialogue = _load_run(run, args.cache_dir)
-    problems = task.problems("test", args.limit)
+    problems = task.problems("test", args.limit or 1000)
     rows = {"base + instruction (Self-Refine)": [evaluate(base, dialogue, task, problems, args.attempts).metrics]}
     model = load_weights(copy.deepcopy(base), weights)
     rows[f"{config.train.method} ({args.checkpoint})"] = [evaluate(model, dialogue, task, problems, args.attempts).metrics]
@@ -128,12 +204,23 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     tr.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("eval", help="evaluate a trained run against its base on held-out problems")
-    ev.add_argument("run", help="a folder written by `selfcorrect train`")
+    ev = sub.add_parser("eval", help="a trained run against its base, or a pretrained model (--model) on a "
+                                     "real task, on held-out problems")
+    ev.add_argument("run", nargs="?", help="a folder written by `selfcorrect train`")
     ev.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    ev.add_argument("--limit", type=int, default=1000, help="number of test problems")
+    ev.add_argument("--limit", type=int, help="number of test problems (default: all; 1000 on the embedded task)")
     ev.add_argument("--attempts", type=int, default=2)
     ev.add_argument("--cache-dir", help="where the base model is cached")
+    ev.add_argument("--model", help="a hub id, a local folder, a .gguf file, or the alias smollm2")
+    ev.add_argument("--task", choices=REAL_TASKS, help="with --model: the benchmark")
+    ev.add_argument("--dtype", help="with --model: bf16, fp16, fp32 or auto (default: bf16 on CUDA, fp32 on CPU)")
+    ev.add_argument("--device", help="with --model: cpu, cuda, cuda:1, ... (default: cuda when available)")
+    ev.add_argument("--max-new-tokens", type=int, default=512, help="with --model: per attempt")
+    ev.add_argument("--batch-size", type=int, default=16, help="with --model: problems per generation batch")
+    ev.add_argument("--scaling", help="with --model: sample budgets, e.g. 1,2,4,8,16,32: parallel self-consistency "
+                                      "against sequential self-correction")
+    ev.add_argument("--temperature", type=float, default=0.7, help="with --scaling: sampling temperature")
+    ev.add_argument("--out", default="runs/eval", help="with --model: output folder (default runs/eval)")
     ev.set_defaults(func=cmd_eval)
     return parser
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from .dialogue import Dialogue
 from .rollout import GREEDY, SamplingConfig, rollout
@@ -90,10 +92,10 @@ class Evaluation:
 
 @torch.no_grad()
 def evaluate(model, dialogue: Dialogue, task: Task, problems: Sequence[Problem], attempts: int = 2,
-             sampling: SamplingConfig = GREEDY, batch_size: int = 256) -> Evaluation:
+             sampling: SamplingConfig = GREEDY, batch_size: int = 256, progress: bool = False) -> Evaluation:
     """Greedy K-attempt evaluation of `problems`."""
     rewards, responses, token_attempts, answers = [], [], [], []
-    for start in range(0, len(problems), batch_size):
+    for start in tqdm(range(0, len(problems), batch_size), desc="evaluating", unit="batch", disable=not progress):
         episodes = rollout(model, dialogue, task, problems[start:start + batch_size], attempts, sampling)
         rewards.append(episodes.rewards)
         token_attempts += episodes.attempts
@@ -105,3 +107,48 @@ def evaluate(model, dialogue: Dialogue, task: Task, problems: Sequence[Problem],
         metrics |= collapse_metrics(token_attempts, answers)
     ratios = [edit_ratio(a[0], a[-1]) for a in token_attempts]
     return Evaluation(list(problems), rewards_t, responses, metrics, ratios)
+
+
+def _vote(answers: Sequence[str | None], rewards: Sequence[float]) -> float:
+    """Reward of the majority answer (ties: the answer seen first); 0 when no answer was given."""
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return 0.0
+    winner = max(counts, key=lambda a: (counts[a], -answers.index(a)))
+    return rewards[answers.index(winner)]
+
+
+@torch.no_grad()
+def self_consistency(model, dialogue: Dialogue, task: Task, problems: Sequence[Problem], budgets: Sequence[int],
+                     sampling: SamplingConfig, batch_size: int = 64, progress: bool = False) -> dict:
+    """Inference-time compute at equal sample budgets B (the paper's Figure 1 right).
+
+    parallel:   B sampled first attempts, majority vote over their final answers;
+    sequential: floor(B/2) sampled first attempts, each corrected once, majority vote over
+                the second attempts (none for B = 1). Both read prefixes of the same
+                samples, so budgets nest.
+    Returns {"budgets": [...], "n": N, "parallel": [acc...], "sequential": [acc or None...]}.
+    """
+    if not budgets or min(budgets) < 1:
+        raise ValueError("budgets must be >= 1")
+    top = max(budgets)
+    parallel = {b: 0.0 for b in budgets}
+    sequential = {b: 0.0 for b in budgets if b >= 2}
+    for start in tqdm(range(0, len(problems), batch_size), desc="self-consistency", disable=not progress):
+        chunk = problems[start:start + batch_size]
+        firsts = rollout(model, dialogue, task, [p for p in chunk for _ in range(top)], 1, sampling)
+        chains = rollout(model, dialogue, task, [p for p in chunk for _ in range(max(top // 2, 1))], 2, sampling)
+        for i in range(len(chunk)):
+            one = slice(i * top, (i + 1) * top)
+            two = slice(i * max(top // 2, 1), (i + 1) * max(top // 2, 1))
+            first_answers = [a[0] for a in firsts.answers[one]]
+            first_rewards = firsts.rewards[one, 0].tolist()
+            second_answers = [a[1] for a in chains.answers[two]]
+            second_rewards = chains.rewards[two, 1].tolist()
+            for b in budgets:
+                parallel[b] += _vote(first_answers[:b], first_rewards[:b])
+                if b in sequential:
+                    sequential[b] += _vote(second_answers[:b // 2], second_rewards[:b // 2])
+    n = len(problems)
+    return {"budgets": list(budgets), "n": n, "parallel": [parallel[b] / n for b in budgets],
+            "sequential": [sequential[b] / n if b in sequential else None for b in budgets]}

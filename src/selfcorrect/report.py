@@ -103,3 +103,20 @@ def plot_comparison(runs: Mapping[str, Sequence[Mapping]], path: Path) -> None:
     hist.legend(fontsize=6)
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_scaling(scaling: Mapping, path: Path, title: str) -> None:
+    """Accuracy against sample budget: parallel self-consistency vs sequential self-correction."""
+    fig, ax = _pyplot().subplots(figsize=(6, 4))
+    budgets = scaling["budgets"]
+    ax.plot(budgets, [100 * a for a in scaling["parallel"]], marker="o", label="parallel (B first attempts)")
+    seq = [(b, 100 * a) for b, a in zip(budgets, scaling["sequential"]) if a is not None]
+    ax.plot([b for b, _ in seq], [a for _, a in seq], marker="s", label="sequential (B/2 corrected once)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("samples per problem (B)")
+    ax.set_ylabel("majority-vote accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, path)

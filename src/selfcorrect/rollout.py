@@ -110,8 +110,10 @@ def _pick(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Gener
 
 
 def _cache_kwarg(model) -> str:
-    # transformers renamed `past_key_values` to `cache`; accept both versions.
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    # transformers renamed `past_key_values` to `cache`; accept both versions (a peft
+    # model forwards keyword arguments to the model it wraps).
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
 
 
 @torch.no_grad()

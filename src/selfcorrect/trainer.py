@@ -7,6 +7,7 @@ for an exact resume (weights, optimizer, both random streams, best-so-far).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 from .config import check
 from .dialogue import Dialogue
 from .evaluate import collapse_metrics
+from .models.hf import frozen_reference, needs_reference_copy
 from .objectives import (Objective, naive_multi_turn, pair_sft, pair_sft_pairs, policy_loss, rloo_advantages,
                          sft_loss, shaped_returns, single_turn, stage_one, stage_two, star, star_keep)
 from .rollout import Episodes, SamplingConfig, pack, rollout, token_logprobs
@@ -132,7 +134,10 @@ def _sample(model, reference, dialogue: Dialogue, task: Task, problems: list, ob
 
 def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: str | Path, resume: bool = False,
           on_checkpoint: Callable[[int, object], None] | None = None, progress: bool = True):
-    """Train `model` in place; returns it. The frozen reference is a copy of its weights at entry.
+    """Train `model` in place; returns it.
+
+    The frozen reference is a copy of the weights at entry; for a LoRA (peft) model it is
+    the same model with its adapter disabled, so no second copy of the weights is kept.
 
     Writes under out_dir: metrics.jsonl (one line a step), checkpoint.pt (latest, for
     --resume) and best.pt (weights with the best windowed training reward of the final
@@ -141,7 +146,6 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, best_path, log_path = out / "checkpoint.pt", out / "best.pt", out / "metrics.jsonl"
-    reference = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sampler = torch.Generator().manual_seed(config.seed)
     picker = random.Random(config.seed)
@@ -149,6 +153,9 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     plan = stages(config)
     schedule = [(obj, sum(m for _, m in plan[:i])) for i, (obj, n) in enumerate(plan) for _ in range(n)]
     keep_reference = any(obj.supervised == "star" for obj, _ in plan)  # it holds the STaR round's sampler
+    copied = keep_reference or needs_reference_copy(model)
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if copied else None
+    frozen = lambda: contextlib.nullcontext(reference) if copied else frozen_reference(model)
     step, best, window = 0, float("-inf"), deque(maxlen=config.best_window)
 
     if resume and ckpt_path.exists():
@@ -176,7 +183,8 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
         # 1. Rollout: n samples of each problem, contiguous (the leave-one-out groups).
         problems = [p for p in picker.sample(train_problems, config.problems_per_step) for _ in range(n)]
         model.eval()
-        episodes, batch = _sample(model, reference, dialogue, task, problems, objective, config, sampler, picker)
+        with frozen() as ref:
+            episodes, batch = _sample(model, ref, dialogue, task, problems, objective, config, sampler, picker)
         rollout_time = time.perf_counter() - started
         # 2. Reward -> per-attempt returns -> leave-one-out advantages (RL objectives).
         if not objective.supervised:
@@ -196,8 +204,8 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
             if objective.supervised:
                 loss, stats = sft_loss(logp, mask, objective.train, num_tokens), {}
             else:
-                with torch.no_grad():
-                    ref_logp = token_logprobs(reference, micro)
+                with torch.no_grad(), frozen() as ref:
+                    ref_logp = token_logprobs(ref, micro)
                 loss, stats = policy_loss(logp, ref_logp, mask, advantages[part].to(logp.device), objective,
                                           num_episodes=len(batch))
             loss.backward()
