@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from selfcorrect.cli import main
-from selfcorrect.config import load_yaml
+from selfcorrect.config import load_yaml, read_yaml
 from selfcorrect.experiment import ExperimentConfig
+from selfcorrect.recipe import Recipe, is_recipe
 
 
 @pytest.mark.parametrize("text, needle", [
@@ -92,6 +93,19 @@ def test_compare_rejects_unknown_methods(tmp_path, capsys):
 
 @pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("configs/*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_load(path):
-    config = load_yaml(ExperimentConfig, path)
+    config = load_yaml(Recipe if is_recipe(read_yaml(path)) else ExperimentConfig, path)
     if path.name == "demo.yaml":  # it documents the defaults, so it must equal them
         assert config == ExperimentConfig()
+
+
+def test_compare_refuses_to_mix_runs_made_with_another_config(tmp_path, capsys):
+    out, cache = tmp_path / "cmp", tmp_path / "cache"
+    args = ["--quick", "--methods", "naive", "--out", str(out), "--cache-dir", str(cache), "--no-progress"]
+    assert main(["compare", *args]) == 0
+    other = tmp_path / "other.yaml"
+    other.write_text("model:\n  hidden_size: 32\n  layers: 2\n  intermediate_size: 64\n  pretrain_steps: 40\n"
+                     "  batch_size: 32\ntrain:\n  steps: 6\n  stage1_steps: 3\n  problems_per_step: 4\n"
+                     "  samples_per_problem: 2\n  checkpoint_every: 3\n  star_round_steps: 3\n  lr: 0.001\n"
+                     "test_problems: 40\nval_problems: 20\n")
+    assert main(["compare", "--config", str(other), *args[1:]]) == 2
+    assert "made with another config" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """The real-model path offline: a tiny random Llama saved as a folder, the math task, `selfcorrect eval --model`."""
 
+import copy
 import json
 
 import pytest
@@ -26,12 +27,22 @@ def tiny(gsm8k):
     return tiny_text_llama([p.prompt for p in gsm8k.problems("test", 5)] + [INSTRUCTION, "The final answer is 42"])
 
 
+@pytest.fixture(scope="module")
+def model_folder(tiny, tmp_path_factory):
+    """The tiny model saved as a local model folder, as a user would point --model at."""
+    model, tokenizer = tiny
+    folder = tmp_path_factory.mktemp("model")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def test_tiny_llama_trains_and_evaluates_on_the_math_task(gsm8k, tiny, tmp_path):
     model, tokenizer = tiny
     dialogue = PlainDialogue(tokenizer)
     config = TrainConfig(method="score", steps=2, stage1_steps=1, problems_per_step=2, samples_per_problem=2,
                          micro_batch=4, checkpoint_every=2, sampling=SHORT)
-    train(model, dialogue, gsm8k, config, tmp_path, progress=False)
+    model = train(copy.deepcopy(model), dialogue, gsm8k, config, tmp_path, progress=False)
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in rows] == ["stage1", "stage2"] and all(r["kl_t2"] >= 0 for r in rows)
     result = evaluate(model, dialogue, gsm8k, gsm8k.problems("test", 4), sampling=SamplingConfig(0.0, max_new_tokens=8))
@@ -53,13 +64,9 @@ def test_self_consistency_budgets_nest(gsm8k, tiny):
     assert all(0.0 <= a <= 1.0 for a in out["parallel"] + out["sequential"][1:])
 
 
-def test_eval_model_cli_writes_results_transcripts_and_scaling(tiny, tmp_path, capsys):
-    model, tokenizer = tiny
-    folder = tmp_path / "model"
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+def test_eval_model_cli_writes_results_transcripts_and_scaling(model_folder, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert main(["eval", "--model", str(folder), "--task", "gsm8k", "--limit", "3", "--max-new-tokens", "6",
+    assert main(["eval", "--model", str(model_folder), "--task", "gsm8k", "--limit", "3", "--max-new-tokens", "6",
                  "--scaling", "1,2", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["metrics"]["n"] == 3 and results["scaling"]["budgets"] == [1, 2]
@@ -78,3 +85,23 @@ def test_eval_model_bad_input_is_one_line_exit_2(args, needle, tmp_path, capsys)
     assert main(["eval", *args, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err
+
+
+def test_train_recipe_resume_and_eval_on_a_model_folder(model_folder, tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"model:\n  name: {model_folder}\n  lora:\n    rank: 2\n    target_modules: all-linear\n"
+                      "math:\n  dataset: gsm8k\ntrain:\n  steps: 2\n  stage1_steps: 1\n  problems_per_step: 2\n"
+                      "  samples_per_problem: 2\n  checkpoint_every: 1\n  sampling:\n    max_new_tokens: 6\n")
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(recipe), "--out", str(out), "--no-progress"]) == 0
+    assert main(["train", "--resume", "--out", str(out), "--no-progress"]) == 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    assert main(["eval", str(out), "--limit", "2"]) == 0
+    assert "score (best)" in capsys.readouterr().out
+
+
+def test_recipe_needs_exactly_one_task_section(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model:\n  name: x\nmath:\n  dataset: gsm8k\ncode:\n  dataset: mbpp\n")
+    assert main(["train", "--config", str(recipe), "--out", str(tmp_path / "o")]) == 2
+    assert "math: give exactly one of the sections" in capsys.readouterr().err

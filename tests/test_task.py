@@ -38,8 +38,7 @@ def test_demonstrations_check_correctly_and_never_correct(task):
     for _ in range(200):
         prompt, (first, second) = task.demonstration(rng)
         a, b, c = (int(prompt.split()[i]) for i in (0, 3, 5))
-        assert second.startswith("before " + " ".join(first.split()[-3:]) + " ; ")
-        for attempt in (first, second.split(" ; ", 1)[1]):
+        for attempt in (first, second):
             w = attempt.split()
             x, value, verdict = int(w[2]), int(w[14]), w[17]
             assert value == (a * x + b) % 10 and (verdict == "=") == (value == c)

@@ -35,16 +35,29 @@ def _experiment(args):
     return config
 
 
-def _load_run(run_dir: Path, cache_dir: str | None):
-    """The base model and config of a run folder written by `selfcorrect train`."""
-    from .experiment import ExperimentConfig
+def _setup(path, args):
+    """(config, task, base model, dialogue) for a config file: a recipe (a pretrained model on
+    a real task, see recipe.py) or an experiment on the embedded task (the default)."""
+    from .config import read_yaml
+    from .recipe import Recipe, is_recipe
+
+    if path is not None and is_recipe(read_yaml(path)):
+        from .dialogue import make_dialogue
+        from .models.hf import load_model
+
+        recipe = load_yaml(Recipe, path)
+        spec = recipe.model
+        model, tokenizer = load_model(spec.name, dtype=spec.dtype, device=spec.device, lora=spec.lora)
+        return recipe, recipe.task(), model, make_dialogue(tokenizer)
+
     from .dialogue import PlainDialogue
+    from .experiment import QUICK, ExperimentConfig
     from .models import load_or_pretrain
     from .tasks import ModRootTask
 
-    config = load_yaml(ExperimentConfig, run_dir / "config.yaml")
+    config = load_yaml(ExperimentConfig, path) if path else (QUICK if getattr(args, "quick", False) else ExperimentConfig())
     task = ModRootTask(config.task)
-    model, tokenizer = load_or_pretrain(task, config.model, cache_dir)
+    model, tokenizer = load_or_pretrain(task, config.model, args.cache_dir, progress=not getattr(args, "no_progress", False))
     return config, task, model, PlainDialogue(tokenizer)
 
 
@@ -58,23 +71,16 @@ def cmd_demo(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from .dialogue import PlainDialogue
-    from .models import load_or_pretrain
-    from .tasks import ModRootTask
     from .trainer import train
 
-    config = _experiment(args)
     out = Path(args.out)
     saved = out / "config.yaml"
-    if args.resume and saved.exists():
-        config = load_yaml(type(config), saved)
-    elif args.resume:
+    if args.resume and not saved.exists():
         raise SelfCorrectError(f"{saved}: no run to resume here")
-    task = ModRootTask(config.task)
-    model, tokenizer = load_or_pretrain(task, config.model, args.cache_dir, progress=not args.no_progress)
+    config, task, model, dialogue = _setup(saved if args.resume else args.config, args)
     out.mkdir(parents=True, exist_ok=True)
     saved.write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
-    train(model, PlainDialogue(tokenizer), task, config.train, out, resume=args.resume, progress=not args.no_progress)
+    train(model, dialogue, task, config.train, out, resume=args.resume, progress=not args.no_progress)
     print(f"trained {config.train.method}: weights in {out}/best.pt (best) and {out}/checkpoint.pt (last)")
 
 
@@ -153,6 +159,7 @@ def _budgets(text: str) -> list[int]:
 def cmd_eval(args) -> None:
     from .evaluate import evaluate
     from .report import markdown_table
+    from .rollout import GREEDY
     from .trainer import load_weights
 
     if args.model:
@@ -163,11 +170,12 @@ def cmd_eval(args) -> None:
     weights = run / ("best.pt" if args.checkpoint == "best" else "checkpoint.pt")
     if not weights.exists():
         raise SelfCorrectError(f"{weights}: no such checkpoint (train first)")
-    config, task, base, dialogue = _load_run(run, args.cache_dir)
+    config, task, base, dialogue = _setup(run / "config.yaml", args)
+    greedy = dataclasses.replace(GREEDY, max_new_tokens=config.train.sampling.max_new_tokens)
     problems = task.problems("test", args.limit or 1000)
-    rows = {"base + instruction (Self-Refine)": [evaluate(base, dialogue, task, problems, args.attempts).metrics]}
-    model = load_weights(copy.deepcopy(base), weights)
-    rows[f"{config.train.method} ({args.checkpoint})"] = [evaluate(model, dialogue, task, problems, args.attempts).metrics]
+    score = lambda model: [evaluate(model, dialogue, task, problems, args.attempts, greedy, progress=True).metrics]
+    rows = {"base + instruction (Self-Refine)": score(base)}
+    rows[f"{config.train.method} ({args.checkpoint})"] = score(load_weights(copy.deepcopy(base), weights))
     print(markdown_table(rows))
 
 

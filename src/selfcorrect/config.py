@@ -29,8 +29,13 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _convert(value, inner, where)
+        alternatives = [a for a in args if a is not type(None)]
+        for inner in alternatives[:-1]:  # the first alternative that accepts the value wins
+            try:
+                return _convert(value, inner, where)
+            except SelfCorrectError:
+                pass
+        return _convert(value, alternatives[-1], where)
     if origin is typing.Literal:
         choices = typing.get_args(tp)
         if value not in choices:
@@ -83,8 +88,8 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
         raise SelfCorrectError(f"{_join(where, str(e))}" if where else str(e)) from None
 
 
-def load_yaml(cls: type[T], path: str | Path) -> T:
-    """Load `cls` from a YAML file; every error names the file."""
+def read_yaml(path: str | Path) -> dict:
+    """The top-level mapping of a YAML file; every error names the file (and line)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -98,6 +103,12 @@ def load_yaml(cls: type[T], path: str | Path) -> T:
         raise SelfCorrectError(f"{path}:{line} invalid YAML") from None
     if not isinstance(data, dict):
         raise SelfCorrectError(f"{path}: top level must be a mapping")
+    return data
+
+
+def load_yaml(cls: type[T], path: str | Path) -> T:
+    """Load `cls` from a YAML file; every error names the file."""
+    data = read_yaml(path)
     try:
         return from_dict(cls, data)
     except SelfCorrectError as e:
@@ -114,4 +125,4 @@ def check(condition: bool, name: str, message: str) -> None:
         raise SelfCorrectError(f"{name}: {message}")
 
 
-__all__ = ["from_dict", "load_yaml", "to_dict", "check"]
+__all__ = ["from_dict", "read_yaml", "load_yaml", "to_dict", "check"]

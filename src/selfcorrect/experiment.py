@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .config import check
 from .dialogue import PlainDialogue
+from .errors import SelfCorrectError
 from .evaluate import evaluate
 from .models import TinyModelConfig, load_or_pretrain
 from .report import markdown_table, plot_comparison, plot_curves, write_json, write_text_atomic
@@ -88,8 +89,15 @@ def _run_method(config: ExperimentConfig, method: str, seed: int, run_dir: Path,
     Self-contained (it loads the base itself) so that it can run in a worker process.
     """
     done = run_dir / "result.json"
+    train_config = dataclasses.replace(config.train, method=method, seed=seed)
+    setup = json.loads(json.dumps({"task": dataclasses.asdict(config.task), "model": dataclasses.asdict(config.model),
+                                   "train": dataclasses.asdict(train_config), "test_problems": config.test_problems,
+                                   "val_problems": config.val_problems}))
     if done.exists():
-        return json.loads(done.read_text())
+        result = json.loads(done.read_text())
+        if result["setup"] != setup:
+            raise SelfCorrectError(f"{done}: this run was made with another config; use a new --out folder")
+        return result
     if threads:
         torch.set_num_threads(threads)
     task = ModRootTask(config.task)
@@ -105,12 +113,11 @@ def _run_method(config: ExperimentConfig, method: str, seed: int, run_dir: Path,
         curve[:] = [p for p in curve if p["step"] < step] + [point]
         write_text_atomic(curve_path, "".join(json.dumps(p) + "\n" for p in curve))
 
-    train_config = dataclasses.replace(config.train, method=method, seed=seed)
     model = train(base, dialogue, task, train_config, run_dir, resume=resume, on_checkpoint=on_checkpoint,
                   progress=progress)
     final = evaluate(load_weights(model, run_dir / "best.pt"), dialogue, task,
                      task.problems("test", config.test_problems), attempts)
-    result = {"metrics": final.metrics, "edit_ratios": final.edit_ratios, "curve": [base_point] + curve,
+    result = {"setup": setup, "metrics": final.metrics, "edit_ratios": final.edit_ratios, "curve": [base_point] + curve,
               "transcripts": _transcripts(method, final)}
     write_json(done, result)
     return result

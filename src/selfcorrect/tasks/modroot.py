@@ -1,8 +1,7 @@
 """The embedded default task: pick the root of a congruence from a list of candidates.
 
     problem:  7 x + 2 = 5 mod 10 . x is 3 or 8 or 5 .
-    attempt 1:  x = 8 ; 7 * 8 = 6 ; 6 + 2 = 8 ; 8 != 5     (a guess, its written check, a verdict)
-    attempt 2:  before 8 != 5 ; x = ...                   (the verdict on attempt 1, restated, then a solution)
+    attempt:  x = 8 ; 7 * 8 = 6 ; 6 + 2 = 8 ; 8 != 5     (a guess, its written check, a verdict)
 
 Exactly one candidate satisfies a*x + b = c (mod m). Checking a candidate is one
 forward evaluation, which the base model learns reliably; producing the root means
@@ -39,7 +38,7 @@ _ANSWER = re.compile(r"x = (\d+)")
 class ModRootConfig:
     modulus: int = 10
     candidates: int = 2
-    copy_prob: float = 0.5  # in the base's corpus, how often attempt 2 copies attempt 1
+    copy_prob: float = 0.7  # in the base's corpus, how often attempt 2 copies attempt 1
 
     def __post_init__(self):
         check(2 <= self.modulus <= 50, "modulus", "must be between 2 and 50")
@@ -113,15 +112,12 @@ class ModRootTask:
         """One base-model dialogue for pretraining: (prompt, [attempt 1, attempt 2]).
 
         The guess is uniform over the candidates (the base cannot solve), the check is
-        always right (the base can verify), and attempt 2 first restates the verdict on
-        attempt 1, then copies it with probability copy_prob, else guesses afresh:
-        the verdict is never acted on, and no correction is ever shown.
+        always right (the base can verify), and attempt 2 copies attempt 1 with
+        probability copy_prob, else guesses afresh: no correction is ever shown.
         """
         problem, a, b, c, options = self.random_problem(rng)
         while _split_of(f"{a} {b} {c}") != "train":
             problem, a, b, c, options = self.random_problem(rng)
         first = rng.choice(options)
         second = first if rng.random() < self.config.copy_prob else rng.choice(options)
-        first_text = self.attempt(a, b, c, first)
-        review = "before " + " ".join(first_text.split()[-3:]) + " ; "
-        return problem.prompt, [first_text, review + self.attempt(a, b, c, second)]
+        return problem.prompt, [self.attempt(a, b, c, first), self.attempt(a, b, c, second)]
