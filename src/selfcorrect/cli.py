@@ -64,7 +64,7 @@ def _setup(path, args):
 def cmd_demo(args) -> None:
     from .experiment import run_experiment
 
-    workers = getattr(args, "workers", 1)
+    workers = args.workers
     if workers < 1:
         raise SelfCorrectError("--workers: must be >= 1")
     run_experiment(_experiment(args), args.out, args.cache_dir, progress=not args.no_progress, workers=workers)
@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="base vs naive RL vs SCoRe on the embedded task; table, JSON, report, plot")
     common(demo, "runs/demo")
     demo.add_argument("--seeds", type=int, help="number of RL seeds (mean ± std)")
+    demo.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                      help="runs trained at once, one process and one thread each (default: CPU count; "
+                           "1 shows a per-step progress bar)")
     demo.set_defaults(func=cmd_demo)
 
     cmp = sub.add_parser("compare", help="baselines, SCoRe and its ablations on one budget; table, JSON, plots; "
