@@ -158,7 +158,7 @@ def _build_jail(libc, tmpfs_mb, uid, hide):
         for node in ("null", "zero", "random", "urandom"):
             open(f"{root}/dev/{node}", "w").close()
             mount(f"/dev/{node}", f"{root}/dev/{node}", None, MS_BIND)
-        os.mkdir(root + "/tmp")
+        os.makedirs(root + "/tmp", exist_ok=True)  # exists already when the interpreter lives below /tmp (a venv)
         os.chmod(root + "/tmp", 0o1777)
         os.mkdir(root + "/work", 0o700)
         if uid is not None:
