@@ -15,10 +15,17 @@ from .config import load_yaml
 from .errors import SelfCorrectError
 
 
-def _experiment(args):
-    from .experiment import METHOD_NAMES, QUICK, SUITES, ExperimentConfig
+def _embedded_config(path, quick: bool):
+    """The experiment config on the embedded task: from a file, --quick, or the defaults."""
+    from .experiment import QUICK, ExperimentConfig
 
-    config = load_yaml(ExperimentConfig, args.config) if args.config else (QUICK if args.quick else ExperimentConfig())
+    return load_yaml(ExperimentConfig, path) if path else (QUICK if quick else ExperimentConfig())
+
+
+def _experiment(args):
+    from .experiment import METHOD_NAMES, SUITES
+
+    config = _embedded_config(args.config, args.quick)
     if getattr(args, "seeds", None) is not None:
         if args.seeds < 1:
             raise SelfCorrectError("--seeds: must be >= 1")
@@ -51,11 +58,10 @@ def _setup(path, args):
         return recipe, recipe.task(), model, make_dialogue(tokenizer)
 
     from .dialogue import PlainDialogue
-    from .experiment import QUICK, ExperimentConfig
     from .models import load_or_pretrain
     from .tasks import ModRootTask
 
-    config = load_yaml(ExperimentConfig, path) if path else (QUICK if getattr(args, "quick", False) else ExperimentConfig())
+    config = _embedded_config(path, getattr(args, "quick", False))
     task = ModRootTask(config.task)
     model, tokenizer = load_or_pretrain(task, config.model, args.cache_dir, progress=not getattr(args, "no_progress", False))
     return config, task, model, PlainDialogue(tokenizer)
