@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +32,11 @@ def _experiment(args):
         config = dataclasses.replace(config, seeds=args.seeds)
     if getattr(args, "suite", None):
         config = dataclasses.replace(config, methods=SUITES[args.suite])
+    if getattr(args, "device", None):
+        try:
+            config = dataclasses.replace(config, device=args.device)
+        except SelfCorrectError as e:
+            raise SelfCorrectError(f"--{e}") from None
     if getattr(args, "methods", None):
         methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
         unknown = [m for m in methods if m not in METHOD_NAMES or m == "self_refine"]
@@ -62,8 +67,11 @@ def _setup(path, args):
     from .tasks import ModRootTask
 
     config = _embedded_config(path, getattr(args, "quick", False))
+    if getattr(args, "device", None):
+        config = dataclasses.replace(config, device=args.device)
     task = ModRootTask(config.task)
-    model, tokenizer = load_or_pretrain(task, config.model, args.cache_dir, progress=not getattr(args, "no_progress", False))
+    model, tokenizer = load_or_pretrain(task, config.model, args.cache_dir, progress=not getattr(args, "no_progress", False),
+                                        device=config.device)
     return config, task, model, PlainDialogue(tokenizer)
 
 
@@ -84,10 +92,13 @@ def cmd_train(args) -> None:
     if args.resume and not saved.exists():
         raise SelfCorrectError(f"{saved}: no run to resume here")
     config, task, model, dialogue = _setup(saved if args.resume else args.config, args)
-    out.mkdir(parents=True, exist_ok=True)
-    saved.write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+    main = os.environ.get("RANK", "0") == "0"  # under `accelerate launch`, one process writes
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        saved.write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
     train(model, dialogue, task, config.train, out, resume=args.resume, progress=not args.no_progress)
-    print(f"trained {config.train.method}: weights in {out}/best.pt (best) and {out}/checkpoint.pt (last)")
+    if main:
+        print(f"trained {config.train.method}: weights in {out}/best.pt (best) and {out}/checkpoint.pt (last)")
 
 
 REAL_TASKS = ("math500", "gsm8k", "mbpp", "humaneval", "mbpp-r")
@@ -196,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cache-dir", help="where the pretrained base model is cached "
                                            "(default $SELFCORRECT_CACHE or ~/.cache/selfcorrect)")
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
+        p.add_argument("--device", help="cpu (default), cuda, cuda:1, ...: where the base, the runs and the "
+                                        "evaluations compute (overrides the config's device)")
 
     demo = sub.add_parser("demo", help="base vs naive RL vs SCoRe on the embedded task; table, JSON, report, plot")
     common(demo, "runs/demo")

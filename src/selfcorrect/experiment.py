@@ -55,6 +55,7 @@ class ExperimentConfig:
     seeds: int = 1
     test_problems: int = 1000
     val_problems: int = 200  # for the training curves only
+    device: str = "cpu"  # where pretraining, training and evaluation run: cpu, cuda, cuda:1, ...
 
     def __post_init__(self):
         for m in self.methods:
@@ -62,6 +63,10 @@ class ExperimentConfig:
         check(self.seeds >= 1, "seeds", "must be >= 1")
         check(self.test_problems >= 1, "test_problems", "must be >= 1")
         check(self.val_problems >= 1, "val_problems", "must be >= 1")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError):
+            check(False, "device", f"{self.device!r} is not a device (cpu, cuda, cuda:1, ...)")
 
 
 QUICK = ExperimentConfig(
@@ -101,7 +106,7 @@ def _run_method(config: ExperimentConfig, method: str, seed: int, run_dir: Path,
     if threads:
         torch.set_num_threads(threads)
     task = ModRootTask(config.task)
-    base, tokenizer = load_or_pretrain(task, config.model, cache_dir, progress=False)
+    base, tokenizer = load_or_pretrain(task, config.model, cache_dir, progress=False, device=config.device)
     dialogue, attempts = PlainDialogue(tokenizer), config.train.attempts
     val = task.problems("val", config.val_problems)
     curve_path = run_dir / "curve.jsonl"
@@ -130,7 +135,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     task = ModRootTask(config.task)
-    base, tokenizer = load_or_pretrain(task, config.model, cache_dir, progress)
+    base, tokenizer = load_or_pretrain(task, config.model, cache_dir, progress, device=config.device)
     log(f"base model ready ({sum(p.numel() for p in base.parameters()) / 1e6:.2f}M parameters)"
         f" after {time.perf_counter() - started:.0f}s")
     dialogue = PlainDialogue(tokenizer)

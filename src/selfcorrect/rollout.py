@@ -13,7 +13,7 @@ from typing import Sequence
 import inspect
 
 import torch
-from transformers import DynamicCache
+from transformers import CompileConfig, DynamicCache, StaticCache
 
 from .config import check
 from .dialogue import Dialogue
@@ -67,6 +67,26 @@ class Episodes:
         )
 
 
+def micro_batches(lengths: torch.Tensor, max_episodes: int, max_tokens: int = 0) -> list[torch.Tensor]:
+    """Split a batch into micro-batches of episodes of similar length.
+
+    Episodes are sorted by length, longest first, and a micro-batch grows while it holds
+    at most `max_episodes` rows and (when `max_tokens` > 0) its padded size, rows times
+    its longest row, stays within `max_tokens`. Returns the episode indices of each.
+    """
+    order = torch.argsort(lengths, descending=True, stable=True).tolist()
+    batches, current = [], []
+    for i in order:
+        longest = int(lengths[current[0]]) if current else int(lengths[i])
+        if current and (len(current) == max_episodes or (max_tokens and (len(current) + 1) * longest > max_tokens)):
+            batches.append(torch.tensor(current))
+            current = []
+        current.append(i)
+    if current:
+        batches.append(torch.tensor(current))
+    return batches
+
+
 def pack(dialogue: Dialogue, prompts: Sequence[str], attempts: Sequence[Sequence[list[int]]],
          instruction: str, rewards: torch.Tensor | None = None) -> Episodes:
     """Lay out prompt, attempts and instruction turns into right-padded sequences."""
@@ -96,77 +116,177 @@ def pack(dialogue: Dialogue, prompts: Sequence[str], attempts: Sequence[Sequence
     return Episodes(tokens, attention, attempt_mask, [list(map(list, a)) for a in attempts], rewards)
 
 
-def _pick(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
+def _pick(logits: torch.Tensor, sampling: SamplingConfig, uniform: torch.Tensor | None) -> torch.Tensor:
+    """Greedy, or inverse-CDF sampling driven by one uniform number per row.
+
+    A row's token is a function of its logits and its own uniform, so the sample does not
+    depend on which other rows share the batch (sharding across processes, dropping
+    finished rows).
+    """
     if sampling.temperature == 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
+    order = None
     if sampling.top_p < 1:
-        sorted_probs, order = probs.sort(-1, descending=True)
+        probs, order = probs.sort(-1, descending=True)
         # Keep the smallest prefix whose mass reaches top_p (the first token always stays).
-        drop = sorted_probs.cumsum(-1) - sorted_probs >= sampling.top_p
-        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        probs = probs.masked_fill(probs.cumsum(-1) - probs >= sampling.top_p, 0.0)
+    cdf = probs.cumsum(-1)
+    target = (uniform.to(cdf.device) * cdf[:, -1])[:, None]
+    index = torch.searchsorted(cdf, target, right=True).clamp(max=cdf.shape[-1] - 1)
+    return (index if order is None else order.gather(-1, index)).squeeze(-1)
 
 
 def _cache_kwarg(model) -> str:
     # transformers renamed `past_key_values` to `cache`; accept both versions (a peft
     # model forwards keyword arguments to the model it wraps).
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = getattr(model, "module", model)  # DDP
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
     return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+
+
+def _left_pad(contexts: Sequence[list[int]], pad_id: int, width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.full((len(contexts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(contexts), width), dtype=torch.long)
+    for i, ctx in enumerate(contexts):
+        ids[i, width - len(ctx):] = torch.tensor(ctx)
+        mask[i, width - len(ctx):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _cut(rows: list[list[int]], eos_id: int) -> list[list[int]]:
+    return [row[: row.index(eos_id) + 1] if eos_id in row else row for row in rows]
 
 
 @torch.no_grad()
 def sample(model, contexts: Sequence[list[int]], sampling: SamplingConfig, eos_id: int, pad_id: int,
-           generator: torch.Generator | None = None) -> list[list[int]]:
+           generator: torch.Generator | None = None, uniforms: torch.Tensor | None = None) -> list[list[int]]:
     """Continue each context until eos or max_new_tokens, with a KV cache.
 
-    Contexts are left-padded; a finished row is fed padding (masked out) until all stop.
+    Random numbers: `uniforms` [B, max_new_tokens] when given (a shard of a larger batch),
+    else drawn from `generator`. On CUDA a static cache with a compiled decoding step is
+    used (`static_decode`); elsewhere a dynamic cache from which finished rows are dropped.
     Returned continuations include their eos when one was produced.
     """
+    if sampling.temperature > 0 and uniforms is None:
+        uniforms = torch.rand(len(contexts), sampling.max_new_tokens, generator=generator)
     device = next(model.parameters()).device
-    batch, width = len(contexts), max(map(len, contexts))
-    ids = torch.full((batch, width), pad_id, dtype=torch.long)
-    mask = torch.zeros((batch, width), dtype=torch.long)
-    for i, ctx in enumerate(contexts):
-        ids[i, width - len(ctx):] = torch.tensor(ctx)
-        mask[i, width - len(ctx):] = 1
-    ids, mask = ids.to(device), mask.to(device)
+    decode = _static_decode if device.type == "cuda" and _static_ok(model) else _dynamic_decode
+    return _cut(decode(model, contexts, sampling, eos_id, pad_id, uniforms, device), eos_id)
+
+
+def _dynamic_decode(model, contexts, sampling, eos_id, pad_id, uniforms, device) -> list[list[int]]:
+    """Left-padded batch; rows that finished are dropped from the batch and the cache."""
+    uniforms = None if uniforms is None else uniforms.to(device)
+    ids, mask = _left_pad(contexts, pad_id, max(map(len, contexts)), device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = {_cache_kwarg(model): DynamicCache(), "use_cache": True}
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **cache).logits[:, -1]
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
-    out = []
+    cache = DynamicCache()
+    kwargs = {_cache_kwarg(model): cache, "use_cache": True}
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **kwargs).logits[:, -1]
+    out = [[] for _ in contexts]
+    live = torch.arange(len(contexts))  # original row of each batch row
     next_pos = positions[:, -1:] + 1
-    for _ in range(sampling.max_new_tokens):
-        token = _pick(logits, sampling, generator).to(device)
+    for t in range(sampling.max_new_tokens):
+        token = _pick(logits, sampling, None if uniforms is None else uniforms[live.to(device), t]).to(device)
+        for row, tok in zip(live.tolist(), token.tolist()):
+            out[row].append(tok)
+        keep = (token != eos_id).cpu()
+        if not keep.any() or t + 1 == sampling.max_new_tokens:
+            break
+        if not keep.all():
+            cache.batch_select_indices(keep.nonzero().squeeze(-1).to(device))
+            live, token, mask, next_pos = live[keep], token[keep.to(device)], mask[keep.to(device)], next_pos[keep.to(device)]
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_pos, **kwargs).logits[:, -1]
+        next_pos = next_pos + 1
+    return out
+
+
+def _static_ok(model) -> bool:
+    inner = getattr(model, "module", model)
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    return bool(getattr(inner, "_can_compile_fullgraph", False)) and not hasattr(model, "peft_config")
+
+
+_LENGTH_BUCKET, _BATCH_BUCKET = 256, 32  # shapes are rounded up so few graphs serve a whole run
+
+
+def _static_decode(model, contexts, sampling, eos_id, pad_id, uniforms, device, compile: bool = True) -> list[list[int]]:
+    """Static KV cache and a compiled (CUDA-graph) decoding step.
+
+    Batch and cache length are rounded up to buckets (extra rows repeat the first context
+    and are dropped), so the compile warm-up is paid once per bucket and the cache is
+    reused across calls. Shapes stay fixed, so rows run until all have stopped.
+    """
+    rows = len(contexts)
+    contexts = list(contexts) + [contexts[0]] * (-rows % _BATCH_BUCKET)
+    if uniforms is not None:
+        uniforms = torch.cat([uniforms, uniforms[:1].expand(len(contexts) - rows, -1)]).to(device)
+    width = max(map(len, contexts))
+    length = -(-(width + sampling.max_new_tokens) // _LENGTH_BUCKET) * _LENGTH_BUCKET
+    ids, prompt_mask = _left_pad(contexts, pad_id, width, device)
+    mask = torch.ones((len(contexts), length), dtype=torch.long, device=device)
+    mask[:, :width] = prompt_mask  # later slots are filled in order; the causal mask hides unwritten ones
+    positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    kwargs = {_cache_kwarg(model): _static_cache(model, len(contexts), length), "use_cache": True}
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache_position=torch.arange(width, device=device),
+                   logits_to_keep=1, **kwargs).logits[:, -1]
+    forward = _compiled_forward(model, compile)
+    done = torch.zeros(len(contexts), dtype=torch.bool, device=device)
+    out, next_pos = [], positions[:, -1:] + 1
+    for t in range(sampling.max_new_tokens):
+        token = _pick(logits, sampling, None if uniforms is None else uniforms[:, t])
         token = torch.where(done, torch.full_like(token, pad_id), token)
         out.append(token)
-        mask = torch.cat([mask, (~done).long()[:, None]], dim=1)
         done = done | (token == eos_id)
-        if bool(done.all()):
+        if t + 1 == sampling.max_new_tokens or (t % 8 == 7 and bool(done.all())):  # a sync every 8 tokens
             break
-        logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_pos, **cache).logits[:, -1]
+        logits = forward(input_ids=token[:, None].clone(), attention_mask=mask, position_ids=next_pos.clone(),
+                         cache_position=torch.tensor([width + t], device=device), **kwargs).logits[:, -1].clone()
         next_pos = next_pos + 1
-    new = torch.stack(out, dim=1).tolist()
-    result = []
-    for row in new:
-        cut = row.index(eos_id) + 1 if eos_id in row else len(row)
-        result.append(row[:cut])
-    return result
+    return torch.stack(out, dim=1)[:rows].tolist()
+
+
+def _static_cache(model, batch: int, length: int) -> StaticCache:
+    """One static cache per (batch, length), kept on the model and zeroed for reuse (CUDA graphs
+    replay on fixed addresses)."""
+    inner = getattr(model, "module", model)
+    caches = inner.__dict__.setdefault("_selfcorrect_caches", {})
+    if (batch, length) not in caches:
+        caches[(batch, length)] = StaticCache(config=inner.config, max_cache_len=length)
+    cache = caches[(batch, length)]
+    cache.reset()
+    return cache
+
+
+def _compiled_forward(model, compile: bool):
+    """The model's forward compiled once (transformers keeps it on the model), or plain."""
+    if not compile:
+        return model
+    inner = getattr(model, "module", model)
+    return inner.get_compiled_call(CompileConfig(fullgraph=False, dynamic=False, mode="reduce-overhead"))
 
 
 def rollout(model, dialogue: Dialogue, task: Task, problems: Sequence[Problem], num_attempts: int,
-            sampling: SamplingConfig, generator: torch.Generator | None = None) -> Episodes:
-    """Sample attempts 1..K for each problem (all rows in one batch) and score each attempt."""
+            sampling: SamplingConfig, generator: torch.Generator | None = None, shard: slice = slice(None)) -> Episodes:
+    """Sample attempts 1..K for each problem (all rows in one batch) and score each attempt.
+
+    `shard` picks this process's rows when the batch is split across processes. The random
+    numbers are drawn for the whole batch, so a row's sample does not depend on the split.
+    """
+    total = len(problems)
+    problems = list(problems)[shard]
     contexts = [dialogue.first_turn(p.prompt) for p in problems]
     attempts: list[list[list[int]]] = [[] for _ in problems]
     for k in range(num_attempts):
         if k:
             turn = dialogue.next_turn(task.instruction)
             contexts = [ctx + atts[-1] + turn for ctx, atts in zip(contexts, attempts)]
-        for atts, new in zip(attempts, sample(model, contexts, sampling, dialogue.eos_id,
-                                               dialogue.pad_id, generator)):
+        uniforms = None
+        if sampling.temperature > 0:
+            uniforms = torch.rand(total, sampling.max_new_tokens, generator=generator)[shard]
+        for atts, new in zip(attempts, sample(model, contexts, sampling, dialogue.eos_id, dialogue.pad_id,
+                                               uniforms=uniforms)):
             atts.append(new)
     texts = [[dialogue.decode(a) for a in atts] for atts in attempts]
     flat = batch_rewards(task, [p for p in problems for _ in range(num_attempts)], [t for row in texts for t in row])

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Callable, Literal
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType, gather_object
 from tqdm.auto import tqdm
 
 from .config import check
@@ -27,7 +29,7 @@ from .evaluate import collapse_metrics
 from .models.hf import frozen_reference, needs_reference_copy
 from .objectives import (Objective, naive_multi_turn, pair_sft, pair_sft_pairs, policy_loss, rloo_advantages,
                          sft_loss, shaped_returns, single_turn, stage_one, stage_two, star, star_keep)
-from .rollout import Episodes, SamplingConfig, pack, rollout, token_logprobs
+from .rollout import Episodes, SamplingConfig, micro_batches, pack, rollout, token_logprobs
 from .tasks import Task
 
 Method = Literal["score", "naive", "single_turn", "stage1_only", "no_stage1", "no_shaping", "score_star",
@@ -41,7 +43,8 @@ class TrainConfig:
     stage1_steps: int = 100  # SCoRe's Stage I share of `steps`
     problems_per_step: int = 32
     samples_per_problem: int = 4  # n >= 2 for the leave-one-out baseline
-    micro_batch: int = 128  # episodes per forward/backward (gradient accumulation)
+    micro_batch: int = 128  # at most this many episodes per forward/backward (gradient accumulation)
+    micro_batch_tokens: int = 0  # and at most this many padded tokens (0: no token budget)
     lr: float = 3e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0
@@ -60,6 +63,7 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("steps", "problems_per_step", "micro_batch", "checkpoint_every", "best_window", "star_round_steps"):
             check(getattr(self, name) >= 1, name, "must be >= 1")
+        check(self.micro_batch_tokens >= 0, "micro_batch_tokens", "must be >= 0")
         check(self.samples_per_problem >= 2, "samples_per_problem", "must be >= 2 (leave-one-out baseline)")
         check(0 <= self.stage1_steps <= self.steps, "stage1_steps", "must be between 0 and steps")
         check(self.lr > 0, "lr", "must be > 0")
@@ -95,6 +99,20 @@ def stages(config: TrainConfig) -> list[tuple[Objective, int]]:
     return [(obj, n) for obj, n in plans[c.method]() if n > 0]
 
 
+class _Clock:
+    """Seconds per phase of a step; splits wait for the GPU so each phase owns its time."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.last, self.seconds = device, time.perf_counter(), {}
+
+    def split(self, phase: str) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self.last
+        self.last = now
+
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -109,7 +127,8 @@ def _truncate_log(path: Path, last_step: int) -> None:
 
 
 def _sample(model, reference, dialogue: Dialogue, task: Task, problems: list, objective: Objective,
-            config: TrainConfig, sampler: torch.Generator, picker: random.Random) -> tuple[Episodes, Episodes]:
+            config: TrainConfig, sampler: torch.Generator, pairing: random.Random, shard: slice
+            ) -> tuple[Episodes, Episodes]:
     """Sampled episodes (for the log) and the batch the update trains on.
 
     RL samples from the policy and trains on every episode. STaR samples from the round's
@@ -117,16 +136,17 @@ def _sample(model, reference, dialogue: Dialogue, task: Task, problems: list, ob
     samples first attempts from the base (`reference`) and pairs them (`pair_sft_pairs`).
     """
     if objective.supervised == "pair":
-        firsts = rollout(reference, dialogue, task, problems, 1, config.sampling, sampler)
-        pairs = pair_sft_pairs(firsts.rewards[:, 0], config.samples_per_problem, objective.plus, picker)
+        firsts = rollout(reference, dialogue, task, problems, 1, config.sampling, sampler, shard)
+        pairs = pair_sft_pairs(firsts.rewards[:, 0], config.samples_per_problem, objective.plus, pairing)
         if not pairs:
             return firsts, firsts.select(torch.arange(0))
+        problems = problems[shard]
         batch = pack(dialogue, [problems[i].prompt for i, _ in pairs],
                      [[firsts.attempts[i][0], firsts.attempts[j][0]] for i, j in pairs], task.instruction,
                      torch.stack([firsts.rewards[[i, j], 0] for i, j in pairs]))
         return firsts, batch
     episodes = rollout(reference if objective.supervised == "star" else model, dialogue, task, problems,
-                       objective.num_attempts, config.sampling, sampler)
+                       objective.num_attempts, config.sampling, sampler, shard)
     if objective.supervised == "star":
         return episodes, episodes.select(star_keep(episodes.rewards, objective.plus).nonzero().squeeze(-1))
     return episodes, episodes
@@ -139,120 +159,162 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     The frozen reference is a copy of the weights at entry; for a LoRA (peft) model it is
     the same model with its adapter disabled, so no second copy of the weights is kept.
 
+    Runs in one process, or in several under `accelerate launch` (DDP): each process samples
+    and trains on its share of the problems (all n samples of a problem on one process, so
+    the leave-one-out baseline is exact), gradients are averaged, metrics are gathered, and
+    the main process writes the files.
+
     Writes under out_dir: metrics.jsonl (one line a step), checkpoint.pt (latest, for
     --resume) and best.pt (weights with the best windowed training reward of the final
     attempt). `on_checkpoint(step, model)` runs at each checkpoint (plots, evals).
     """
+    # A model on the CPU trains there (gloo between processes), wherever a GPU exists.
+    accelerator = Accelerator(cpu=next(model.parameters()).device.type == "cpu")
+    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        # the sampler needs whole weights on each process, and the update accumulates micro-batches itself
+        raise ValueError(f"accelerate config: {accelerator.distributed_type.value} is not supported yet; use DDP "
+                         "(configs/accelerate/ddp.yaml)")
+    if config.problems_per_step % world:
+        raise ValueError(f"problems_per_step: {config.problems_per_step} does not split over {world} processes")
+    n = config.samples_per_problem
+    rows = config.problems_per_step // world * n
+    shard = slice(rank * rows, (rank + 1) * rows)  # this process's episodes of each step
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path, best_path, log_path = out / "checkpoint.pt", out / "best.pt", out / "metrics.jsonl"
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    policy = accelerator.unwrap_model(model)  # samples; `model` (maybe DDP-wrapped) trains
     sampler = torch.Generator().manual_seed(config.seed)
     picker = random.Random(config.seed)
     train_problems = task.problems("train")
     plan = stages(config)
-    schedule = [(obj, sum(m for _, m in plan[:i])) for i, (obj, n) in enumerate(plan) for _ in range(n)]
+    schedule = [(obj, sum(m for _, m in plan[:i])) for i, (obj, n_steps) in enumerate(plan) for _ in range(n_steps)]
     keep_reference = any(obj.supervised == "star" for obj, _ in plan)  # it holds the STaR round's sampler
-    copied = keep_reference or needs_reference_copy(model)
-    reference = copy.deepcopy(model).eval().requires_grad_(False) if copied else None
-    frozen = lambda: contextlib.nullcontext(reference) if copied else frozen_reference(model)
+    copied = keep_reference or needs_reference_copy(policy)
+    reference = copy.deepcopy(policy).eval().requires_grad_(False) if copied else None
+    frozen = lambda: contextlib.nullcontext(reference) if copied else frozen_reference(policy)
     step, best, window = 0, float("-inf"), deque(maxlen=config.best_window)
 
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
         if state["config"] != asdict(config):
             raise ValueError(f"{ckpt_path}: checkpoint was written with a different config; cannot resume")
-        model.load_state_dict(state["model"])
+        policy.load_state_dict(state["model"])
         if keep_reference:
             reference.load_state_dict(state["reference"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.set_state(state["sampler"])
         picker.setstate(state["picker"])
         step, best, window = state["step"], state["best"], deque(state["window"], maxlen=config.best_window)
-        _truncate_log(log_path, step)
-    elif log_path.exists():
+        if main:
+            _truncate_log(log_path, step)
+    elif main and log_path.exists():
         log_path.unlink()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
 
-    bar = tqdm(total=len(schedule), initial=step, desc=config.method, disable=not progress, unit="step")
-    n = config.samples_per_problem
+    bar = tqdm(total=len(schedule), initial=step, desc=config.method, disable=not (progress and main), unit="step")
     while step < len(schedule):
         objective, stage_start = schedule[step]
-        started = time.perf_counter()
+        started, clock = time.perf_counter(), _Clock(accelerator.device)
         if objective.supervised == "star" and (step - stage_start) % config.star_round_steps == 0:
-            reference.load_state_dict(model.state_dict())  # a new STaR round samples from the current policy
-        # 1. Rollout: n samples of each problem, contiguous (the leave-one-out groups).
+            reference.load_state_dict(policy.state_dict())  # a new STaR round samples from the current policy
+        # 1. Rollout: n samples of each problem, contiguous (the leave-one-out groups); this process's shard.
         problems = [p for p in picker.sample(train_problems, config.problems_per_step) for _ in range(n)]
+        pairing = random.Random(f"{config.seed}/{step}/{rank}")  # Pair-SFT's choice of partners
         model.eval()
         with frozen() as ref:
-            episodes, batch = _sample(model, ref, dialogue, task, problems, objective, config, sampler, picker)
-        rollout_time = time.perf_counter() - started
+            episodes, batch = _sample(policy, ref, dialogue, task, problems, objective, config, sampler, pairing, shard)
+        clock.split("generate")
         # 2. Reward -> per-attempt returns -> leave-one-out advantages (RL objectives).
         if not objective.supervised:
             advantages = rloo_advantages(shaped_returns(episodes.rewards, objective.alpha), n)
             num_tokens = None
         else:
-            num_tokens = int(batch.attempt_mask[:, torch.tensor(objective.train)].sum()) if len(batch) else 0
-        # 3. Update, accumulated over micro-batches (skipped when selection kept nothing).
+            local = batch.attempt_mask[:, torch.tensor(objective.train)].sum() if len(batch) else torch.tensor(0)
+            # each process divides by the global count; DDP then averages over processes
+            num_tokens = accelerator.reduce(local.to(accelerator.device), "sum").item() / world
+        trained = int(accelerator.reduce(torch.tensor(len(batch), device=accelerator.device), "sum"))
+        # 3. Update, accumulated over micro-batches of similar length; gradients sync on the last one.
         model.train()
         optimizer.zero_grad(set_to_none=True)
+        parts = micro_batches(batch.attention_mask.sum(-1), config.micro_batch, config.micro_batch_tokens)
+        # a process whose selection kept nothing still joins the gradient sync, with a zero loss
+        parts = parts or [None]
         totals: dict[str, torch.Tensor] = {}
-        for start in range(0, len(batch), config.micro_batch):
-            part = slice(start, start + config.micro_batch)
-            micro = batch.select(part)
-            logp = token_logprobs(model, micro)
-            mask = micro.attempt_mask.to(logp.device)
-            if objective.supervised:
-                loss, stats = sft_loss(logp, mask, objective.train, num_tokens), {}
-            else:
-                with torch.no_grad(), frozen() as ref:
-                    ref_logp = token_logprobs(ref, micro)
-                loss, stats = policy_loss(logp, ref_logp, mask, advantages[part].to(logp.device), objective,
-                                          num_episodes=len(batch))
-            loss.backward()
+        for i, part in enumerate(parts):
+            micro = batch.select(part) if part is not None else episodes.select(torch.arange(1))
+            sync = contextlib.nullcontext() if i == len(parts) - 1 else accelerator.no_sync(model)
+            with sync:
+                logp = token_logprobs(model, micro)
+                mask = micro.attempt_mask.to(logp.device)
+                if part is None:
+                    loss, stats = (logp * 0).sum(), {}
+                elif objective.supervised:
+                    loss, stats = sft_loss(logp, mask, objective.train, num_tokens), {}
+                else:
+                    clock.split("forward_backward")
+                    with torch.no_grad(), frozen() as ref:
+                        ref_logp = token_logprobs(ref, micro)
+                    clock.split("reference")
+                    loss, stats = policy_loss(logp, ref_logp, mask, advantages[part].to(logp.device), objective,
+                                              num_episodes=len(batch))
+                accelerator.backward(loss)
+                clock.split("forward_backward")
             stats["loss"] = loss.detach()
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0) + value.cpu()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        if len(batch):
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+        if trained:
             optimizer.step()
+        clock.split("optimizer")
         step += 1
 
-        # 4. Log.
-        rewards = episodes.rewards.mean(0)
+        # 4. Log (gathered over processes).
+        all_rewards = accelerator.gather(episodes.rewards.to(accelerator.device)).cpu()
+        rewards = all_rewards.mean(0)
+        totals = {k: accelerator.reduce(v.to(accelerator.device), "mean").cpu() for k, v in sorted(totals.items())}
         elapsed = time.perf_counter() - started
-        generated = int(episodes.attempt_mask.sum())
+        generated = int(accelerator.reduce(episodes.attempt_mask.sum().to(accelerator.device), "sum"))
+        seen = int(accelerator.reduce(episodes.attention_mask.sum().to(accelerator.device), "sum"))
+        attempts, answers = gather_object(episodes.attempts), gather_object(episodes.answers)
         record = {
             "step": step, "stage": objective.name,
             **{f"reward_t{t + 1}": rewards[t].item() for t in range(len(rewards))},
             "delta": (rewards[-1] - rewards[0]).item(),
             **({f"kl_t{t + 1}": totals["kl"][t].item() for t in range(len(rewards))} if "kl" in totals else {}),
-            **(collapse_metrics(episodes.attempts, episodes.answers) if len(rewards) > 1 else {}),
+            **(collapse_metrics(attempts, answers) if len(rewards) > 1 else {}),
             **{key: totals[key].item() for key in ("loss", "pg_loss", "kl_loss") if key in totals},
-            "trained_episodes": len(batch), "grad_norm": grad_norm.item(), "generated_tokens_per_s": generated / rollout_time,
-            "tokens_per_s": int(episodes.attention_mask.sum()) / elapsed, "seconds": elapsed,
+            "trained_episodes": trained, "grad_norm": float(grad_norm), "generated_tokens_per_s": generated / clock.seconds["generate"],
+            "tokens_per_s": seen / elapsed, "seconds": elapsed, **{f"time_{k}": v for k, v in clock.seconds.items()},
+            **({"peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30} if accelerator.device.type == "cuda" else {}),
         }
-        with log_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        if main:
+            with log_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
         window.append(rewards[-1].item())
         bar.update(1)
         bar.set_postfix(stage=objective.name, r1=f"{rewards[0]:.2f}", rK=f"{rewards[-1]:.2f}")
 
-        # 5. Checkpoint (atomic), and keep the best weights by windowed training reward.
+        # 5. Checkpoint (atomic, main process), and keep the best weights by windowed training reward.
         if step % config.checkpoint_every == 0 or step == len(schedule):
             score = sum(window) / len(window)
-            if score > best:
-                best = score
-                _atomic_save({"model": model.state_dict(), "step": step, "train_reward": best}, best_path)
-            _atomic_save({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "sampler": sampler.get_state(),
-                "picker": picker.getstate(), "step": step, "best": best, "window": list(window),
-                "config": asdict(config), **({"reference": reference.state_dict()} if keep_reference else {}),
-            }, ckpt_path)
-            if on_checkpoint:
-                on_checkpoint(step, model)
+            if main and score > best:
+                _atomic_save({"model": policy.state_dict(), "step": step, "train_reward": score}, best_path)
+            best = max(best, score)
+            if main:
+                _atomic_save({
+                    "model": policy.state_dict(), "optimizer": optimizer.state_dict(), "sampler": sampler.get_state(),
+                    "picker": picker.getstate(), "step": step, "best": best, "window": list(window),
+                    "config": asdict(config), **({"reference": reference.state_dict()} if keep_reference else {}),
+                }, ckpt_path)
+                if on_checkpoint:
+                    on_checkpoint(step, policy)
+            accelerator.wait_for_everyone()
     bar.close()
-    model.eval()
-    return model
+    policy.eval()
+    return policy
 
 
 def load_weights(model, path: str | Path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -50,9 +51,9 @@ class LoraSettings:
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """The given device, else CUDA when present, else CPU."""
+    """The given device, else CUDA when present (this process's GPU under `accelerate launch`), else CPU."""
     if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu")
     try:
         return torch.device(device)
     except (RuntimeError, TypeError):

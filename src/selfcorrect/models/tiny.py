@@ -76,13 +76,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SELFCORRECT_CACHE", Path.home() / ".cache" / "selfcorrect"))
 
 
-def pretrain(task: ModRootTask, config: TinyModelConfig, progress: bool = True):
+def pretrain(task: ModRootTask, config: TinyModelConfig, progress: bool = True, device: str = "cpu"):
     """Next-token training on the task's base-model dialogues (loss on attempt tokens)."""
     rng = random.Random(config.seed)
     sample_demos = [task.demonstration(rng) for _ in range(2000)]
     tokenizer = fit_tokenizer([task.instruction] + [p + " " + " ".join(a) for p, a in sample_demos])
     dialogue = PlainDialogue(tokenizer)
-    model = build_model(config, tokenizer)
+    model = build_model(config, tokenizer).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
     warmup = max(1, config.pretrain_steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -106,12 +106,12 @@ def pretrain(task: ModRootTask, config: TinyModelConfig, progress: bool = True):
 
 
 def load_or_pretrain(task: ModRootTask, config: TinyModelConfig | None = None, cache_dir: str | Path | None = None,
-                     progress: bool = True):
-    """The cached base model for (task config, model config), pretraining it on first use."""
+                     progress: bool = True, device: str = "cpu"):
+    """The cached base model for (task config, model config), pretraining it on first use (on `device`)."""
     config = config or TinyModelConfig()
     folder = Path(cache_dir or default_cache_dir()) / f"tiny-{_cache_key(task.config, config)}"
     if not (folder / "config.json").exists():
-        model, tokenizer = pretrain(task, config, progress)
+        model, tokenizer = pretrain(task, config, progress, device)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
         model.save_pretrained(tmp)
@@ -120,7 +120,7 @@ def load_or_pretrain(task: ModRootTask, config: TinyModelConfig | None = None, c
             tmp.rename(folder)  # atomic: a crash never leaves a half-written cache entry
         except OSError:  # another process finished first
             shutil.rmtree(tmp, ignore_errors=True)
-    model = AutoModelForCausalLM.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder).to(device)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
     model.eval()
     return model, tokenizer
