@@ -20,6 +20,8 @@ from selfcorrect.recipe import Recipe, is_recipe
     ("methods: [naive, bogus]\n", "methods: unknown method 'bogus'"),
     ("task:\n  candidates: 99\n", "task.candidates"),
     ("seeds: [1\n", "line"),
+    ("device: gpu0\n", "device: 'gpu0' is not a device"),
+    ("train:\n  micro_batch_tokens: -5\n", "train.micro_batch_tokens: must be >= 0"),
 ])
 def test_bad_config_is_one_line_exit_2(tmp_path, capsys, text, needle):
     cfg = tmp_path / "bad.yaml"
@@ -83,6 +85,12 @@ def test_quick_compare_writes_plots_and_resumes_a_suite(tmp_path, capsys):
     assert main(args) == 0
     assert finished.stat().st_mtime_ns == stamp
     assert json.loads((out / "results.json").read_text())["results"] == results["results"]
+
+
+def test_demo_rejects_a_bad_device(tmp_path, capsys):
+    assert main(["demo", "--quick", "--device", "gpu0", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--device: 'gpu0' is not a device" in err and not (tmp_path / "o").exists()
 
 
 def test_compare_rejects_unknown_methods(tmp_path, capsys):

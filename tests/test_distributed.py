@@ -1,7 +1,7 @@
 """Two processes under `accelerate launch` (DDP on CPU) follow the one-process trajectory."""
 
 import json
-import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,14 +16,17 @@ def _metrics(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="needs the accelerate command")
 def test_two_processes_match_one_process(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run([sys.executable, str(SCRIPT), str(one)], check=True, timeout=300)
     # accelerate 1.x runs `--cpu --num_processes 2` as one process unless MPI is set up;
     # its torchrun launcher (--multi_gpu) starts two, which train on the CPU (gloo).
-    subprocess.run(["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                    "--mixed_precision", "no", "--dynamo_backend", "no", str(SCRIPT), str(two)],
+    with socket.socket() as free:  # a free port for the processes to meet on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                    "--num_machines", "1", "--main_process_port", str(port), "--mixed_precision", "no",
+                    "--dynamo_backend", "no", str(SCRIPT), str(two)],
                    check=True, timeout=300)
     assert (one / "processes.txt").read_text() == "1" and (two / "processes.txt").read_text() == "2"
     a, b = _metrics(one), _metrics(two)

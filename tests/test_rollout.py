@@ -118,3 +118,18 @@ def test_micro_batches_respect_both_budgets_and_cover_each_episode_once():
     assert [b.tolist() for b in micro_batches(torch.tensor([300, 2]), 8, 100)] == [[0], [1]]
     # without a token budget only the episode count splits
     assert [len(b) for b in micro_batches(lengths, 3)] == [3, 3, 2]
+
+
+def test_given_first_attempts_are_kept_and_the_rest_sampled(tiny_model, dialogue, task):
+    problems = task.problems("train", 4)
+    sampling = SamplingConfig(max_new_tokens=6)
+    whole = rollout(tiny_model, dialogue, task, problems, 3, sampling, torch.Generator().manual_seed(2))
+    firsts = [[atts[0]] for atts in whole.attempts]
+    # attempt 1 given, the same random numbers for attempts 2 and 3: the same episodes
+    generator = torch.Generator().manual_seed(2)
+    torch.rand(len(problems), sampling.max_new_tokens, generator=generator)  # what attempt 1 drew
+    rest = rollout(tiny_model, dialogue, task, problems, 3, sampling, generator, given=firsts)
+    assert rest.attempts == whole.attempts and torch.equal(rest.tokens, whole.tokens)
+    trained = rest.without_attempt(0)
+    assert not trained.attempt_mask[:, 0].any() and torch.equal(trained.attempt_mask[:, 1:], rest.attempt_mask[:, 1:])
+    assert rest.attempt_mask[:, 0].any()  # the original is left alone

@@ -87,9 +87,47 @@ def test_lora_trains_only_the_adapter_against_the_base_with_the_adapter_off(tiny
             raise AssertionError("reference copied")
 
     monkeypatch.setattr("selfcorrect.trainer.copy", NoCopies())
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    import selfcorrect.trainer as trainer_module
+    adapter_on_while_sampling = []
+
+    def spy(sampled_model, *args, **kwargs):  # RL samples on-policy: with the adapter on
+        layers = [m for m in sampled_model.modules() if isinstance(m, BaseTunerLayer)]
+        adapter_on_while_sampling.append(bool(layers) and not any(m.disable_adapters for m in layers))
+        return rollout(sampled_model, *args, **kwargs)
+
+    rollout = trainer_module.rollout
+    monkeypatch.setattr(trainer_module, "rollout", spy)
     train(model, dialogue, task, config, tmp_path, progress=False)
+    assert adapter_on_while_sampling == [True, True]
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["kl_t1"] == pytest.approx(0.0, abs=1e-6)  # the adapter starts as a no-op: policy == reference
     assert rows[1]["kl_t1"] > 0  # after one update the policy differs from the base it is held to
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and all("lora_" in k for k in changed)
+
+
+def test_micro_batch_split_does_not_change_the_update(tiny_model, dialogue, task, tmp_path):
+    """Length-bucketed micro-batches under a token budget give the update of one whole batch."""
+    import dataclasses
+
+    whole = dataclasses.replace(CONFIG, micro_batch=64)
+    split = dataclasses.replace(CONFIG, micro_batch=2, micro_batch_tokens=40)
+    a = train(copy.deepcopy(tiny_model), dialogue, task, whole, tmp_path / "a", progress=False)
+    b = train(copy.deepcopy(tiny_model), dialogue, task, split, tmp_path / "b", progress=False)
+    for (name, wa), (_, wb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.allclose(wa, wb, atol=1e-5), name
+    moved = any(not torch.equal(w, w0) for w, w0 in zip(a.state_dict().values(), tiny_model.state_dict().values()))
+    assert moved
+
+
+def test_offline_first_attempts_come_from_the_base_and_are_not_trained(tiny_model, dialogue, task, tmp_path):
+    """SCoRe with base first attempts as extra prompts: every other Stage II step, attempt 1 is the base's."""
+    config = TrainConfig(**{**CONFIG.__dict__, "method": "score_offline", "steps": 5, "stage1_steps": 1})
+    train(copy.deepcopy(tiny_model), dialogue, task, config, tmp_path, progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("offline_firsts", False) for r in rows] == [False, False, True, False, True]
+    for r in rows[1:]:
+        # attempt 1 of an offline step is in no loss: its KL term is exactly 0; online it is not
+        assert (r["kl_t1"] == 0.0) == r.get("offline_firsts", False)

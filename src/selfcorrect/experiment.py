@@ -35,12 +35,13 @@ METHOD_NAMES = {
     "pair_sft": "Pair-SFT (D_SFT)", "pair_sft_plus": "Pair-SFT (D+_SFT)", "naive": "naive multi-turn RL",
     "single_turn": "single-turn RL", "score": "SCoRe (Stage I + II)", "no_stage1": "SCoRe w/o Stage I",
     "no_shaping": "SCoRe w/o reward shaping", "score_star": "SCoRe w/ STaR in Stage II",
+    "score_offline": "SCoRe + base first attempts as offline prompts",
     "stage1_only": "SCoRe Stage I only",
 }
 SUITES = {
     "demo": ("naive", "score"),
     "paper": ("star", "star_plus", "pair_sft", "pair_sft_plus", "naive", "single_turn", "score", "no_stage1",
-              "no_shaping", "score_star"),
+              "no_shaping", "score_star", "score_offline"),
 }
 
 

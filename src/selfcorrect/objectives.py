@@ -35,6 +35,7 @@ class Objective:
     alpha: float = 0.0  # progress bonus on attempts 2..K
     supervised: Literal["star", "pair"] | None = None  # SFT on selected traces instead of REINFORCE
     plus: bool = False  # supervised: also keep right -> right traces (D+)
+    offline_firsts: bool = False  # every other step, attempt 1 comes from the base and is not trained
 
     @property
     def num_attempts(self) -> int:
@@ -45,8 +46,9 @@ def stage_one(beta1: float, beta2: float, attempts: int = 2) -> Objective:
     return Objective("stage1", (False,) + (True,) * (attempts - 1), (beta2,) + (beta1,) * (attempts - 1))
 
 
-def stage_two(beta1: float, alpha: float, attempts: int = 2) -> Objective:
-    return Objective("stage2", (True,) * attempts, (beta1,) * attempts, alpha)
+def stage_two(beta1: float, alpha: float, attempts: int = 2, offline_firsts: bool = False) -> Objective:
+    """Stage II; `offline_firsts`: base-model first attempts reused as extra prompts (the paper's option)."""
+    return Objective("stage2", (True,) * attempts, (beta1,) * attempts, alpha, offline_firsts=offline_firsts)
 
 
 def naive_multi_turn(beta1: float, attempts: int = 2) -> Objective:

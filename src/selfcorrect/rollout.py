@@ -7,6 +7,7 @@ Only attempt tokens are ever marked; prompt, instruction and padding never enter
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -51,6 +52,12 @@ class Episodes:
     @property
     def num_attempts(self) -> int:
         return self.attempt_mask.shape[1]
+
+    def without_attempt(self, k: int) -> "Episodes":
+        """The same episodes with attempt k out of every loss (its tokens stay as context)."""
+        mask = self.attempt_mask.clone()
+        mask[:, k] = False
+        return dataclasses.replace(self, attempt_mask=mask)
 
     def select(self, idx: slice | torch.Tensor) -> "Episodes":
         """A sub-batch (for micro-batching), trimmed of columns that are padding in all rows."""
@@ -268,20 +275,20 @@ def _compiled_forward(model, compile: bool):
 
 
 def rollout(model, dialogue: Dialogue, task: Task, problems: Sequence[Problem], num_attempts: int,
-            sampling: SamplingConfig, generator: torch.Generator | None = None, shard: slice = slice(None)) -> Episodes:
+            sampling: SamplingConfig, generator: torch.Generator | None = None, shard: slice = slice(None),
+            given: Sequence[Sequence[list[int]]] | None = None) -> Episodes:
     """Sample attempts 1..K for each problem (all rows in one batch) and score each attempt.
 
     `shard` picks this process's rows when the batch is split across processes. The random
     numbers are drawn for the whole batch, so a row's sample does not depend on the split.
+    `given` holds the first attempts of each row (of the shard) when they come from elsewhere.
     """
     total = len(problems)
     problems = list(problems)[shard]
-    contexts = [dialogue.first_turn(p.prompt) for p in problems]
-    attempts: list[list[list[int]]] = [[] for _ in problems]
-    for k in range(num_attempts):
-        if k:
-            turn = dialogue.next_turn(task.instruction)
-            contexts = [ctx + atts[-1] + turn for ctx, atts in zip(contexts, attempts)]
+    firsts, turn = [dialogue.first_turn(p.prompt) for p in problems], dialogue.next_turn(task.instruction)
+    attempts: list[list[list[int]]] = [list(map(list, g)) for g in given] if given else [[] for _ in problems]
+    for k in range(len(attempts[0]) if attempts else 0, num_attempts):
+        contexts = [first + [t for att in atts for t in att + turn] for first, atts in zip(firsts, attempts)]
         uniforms = None
         if sampling.temperature > 0:
             uniforms = torch.rand(total, sampling.max_new_tokens, generator=generator)[shard]

@@ -33,7 +33,7 @@ from .rollout import Episodes, SamplingConfig, micro_batches, pack, rollout, tok
 from .tasks import Task
 
 Method = Literal["score", "naive", "single_turn", "stage1_only", "no_stage1", "no_shaping", "score_star",
-                 "star", "star_plus", "pair_sft", "pair_sft_plus"]
+                 "score_offline", "star", "star_plus", "pair_sft", "pair_sft_plus"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ def stages(config: TrainConfig) -> list[tuple[Objective, int]]:
         "naive": lambda: [(naive_multi_turn(c.beta1, k), c.steps)],
         "single_turn": lambda: [(single_turn(c.beta1), c.steps)],
         "score_star": lambda: two_stage(star(k, plus=True, train_first=True)),
+        "score_offline": lambda: two_stage(stage_two(c.beta1, c.alpha, k, offline_firsts=True)),
         "star": lambda: [(star(k), c.steps)],
         "star_plus": lambda: [(star(k, plus=True), c.steps)],
         "pair_sft": lambda: [(pair_sft(), c.steps)],
@@ -126,17 +127,22 @@ def _truncate_log(path: Path, last_step: int) -> None:
         path.write_text("".join(ln + "\n" for ln in lines))
 
 
-def _sample(model, reference, dialogue: Dialogue, task: Task, problems: list, objective: Objective,
-            config: TrainConfig, sampler: torch.Generator, pairing: random.Random, shard: slice
-            ) -> tuple[Episodes, Episodes]:
+def _sample(model, frozen: Callable, dialogue: Dialogue, task: Task, problems: list, objective: Objective,
+            config: TrainConfig, sampler: torch.Generator, pairing: random.Random, shard: slice,
+            offline: bool = False) -> tuple[Episodes, Episodes]:
     """Sampled episodes (for the log) and the batch the update trains on.
 
-    RL samples from the policy and trains on every episode. STaR samples from the round's
-    policy (kept in `reference`) and keeps the traces `star_keep` selects. Pair-SFT
-    samples first attempts from the base (`reference`) and pairs them (`pair_sft_pairs`).
+    `frozen()` enters the frozen reference (for a LoRA model: the policy with its adapter
+    off, so the policy itself is only sampled outside that block). RL samples from the
+    policy and trains on every episode; with `offline`, attempt 1 comes from the base
+    (the reference) and only the later attempts are trained. STaR samples from the
+    round's policy (kept in the reference) and keeps the traces `star_keep` selects.
+    Pair-SFT samples first attempts from the base and pairs them (`pair_sft_pairs`).
     """
+    sampling, k = config.sampling, objective.num_attempts
     if objective.supervised == "pair":
-        firsts = rollout(reference, dialogue, task, problems, 1, config.sampling, sampler, shard)
+        with frozen() as ref:
+            firsts = rollout(ref, dialogue, task, problems, 1, sampling, sampler, shard)
         pairs = pair_sft_pairs(firsts.rewards[:, 0], config.samples_per_problem, objective.plus, pairing)
         if not pairs:
             return firsts, firsts.select(torch.arange(0))
@@ -145,10 +151,16 @@ def _sample(model, reference, dialogue: Dialogue, task: Task, problems: list, ob
                      [[firsts.attempts[i][0], firsts.attempts[j][0]] for i, j in pairs], task.instruction,
                      torch.stack([firsts.rewards[[i, j], 0] for i, j in pairs]))
         return firsts, batch
-    episodes = rollout(reference if objective.supervised == "star" else model, dialogue, task, problems,
-                       objective.num_attempts, config.sampling, sampler, shard)
     if objective.supervised == "star":
+        with frozen() as ref:
+            episodes = rollout(ref, dialogue, task, problems, k, sampling, sampler, shard)
         return episodes, episodes.select(star_keep(episodes.rewards, objective.plus).nonzero().squeeze(-1))
+    if offline:
+        with frozen() as ref:
+            firsts = rollout(ref, dialogue, task, problems, 1, sampling, sampler, shard)
+        episodes = rollout(model, dialogue, task, problems, k, sampling, sampler, shard, given=firsts.attempts)
+        return episodes, episodes.without_attempt(0)
+    episodes = rollout(model, dialogue, task, problems, k, sampling, sampler, shard)
     return episodes, episodes
 
 
@@ -224,8 +236,9 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
         problems = [p for p in picker.sample(train_problems, config.problems_per_step) for _ in range(n)]
         pairing = random.Random(f"{config.seed}/{step}/{rank}")  # Pair-SFT's choice of partners
         model.eval()
-        with frozen() as ref:
-            episodes, batch = _sample(policy, ref, dialogue, task, problems, objective, config, sampler, pairing, shard)
+        offline = objective.offline_firsts and (step - stage_start) % 2 == 1  # every other step of the stage
+        episodes, batch = _sample(policy, frozen, dialogue, task, problems, objective, config, sampler, pairing, shard,
+                                  offline)
         clock.split("generate")
         # 2. Reward -> per-attempt returns -> leave-one-out advantages (RL objectives).
         if not objective.supervised:
@@ -280,7 +293,7 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
         seen = int(accelerator.reduce(episodes.attention_mask.sum().to(accelerator.device), "sum"))
         attempts, answers = gather_object(episodes.attempts), gather_object(episodes.answers)
         record = {
-            "step": step, "stage": objective.name,
+            "step": step, "stage": objective.name, **({"offline_firsts": True} if offline else {}),
             **{f"reward_t{t + 1}": rewards[t].item() for t in range(len(rewards))},
             "delta": (rewards[-1] - rewards[0]).item(),
             **({f"kl_t{t + 1}": totals["kl"][t].item() for t in range(len(rewards))} if "kl" in totals else {}),

@@ -94,7 +94,8 @@ def pretrain(task: ModRootTask, config: TinyModelConfig, progress: bool = True, 
         attempts = [[tokenizer.encode(a, add_special_tokens=False) + [dialogue.eos_id] for a in atts]
                     for _, atts in demos]
         episodes = pack(dialogue, [p for p, _ in demos], attempts, task.instruction)
-        loss = sft_loss(token_logprobs(model, episodes), episodes.attempt_mask)
+        logp = token_logprobs(model, episodes)
+        loss = sft_loss(logp, episodes.attempt_mask.to(logp.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
