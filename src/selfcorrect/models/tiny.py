@@ -91,8 +91,9 @@ def pretrain(task: ModRootTask, config: TinyModelConfig, progress: bool = True, 
     bar = tqdm(range(config.pretrain_steps), desc="pretraining base model", disable=not progress, leave=False)
     for _ in bar:
         demos = [task.demonstration(rng) for _ in range(config.batch_size)]
-        attempts = [[tokenizer.encode(a, add_special_tokens=False) + [dialogue.eos_id] for a in atts]
-                    for _, atts in demos]
+        texts = [a for _, atts in demos for a in atts]
+        ids = iter(tokenizer(texts, add_special_tokens=False)["input_ids"])  # one batched call: fast
+        attempts = [[next(ids) + [dialogue.eos_id] for _ in atts] for _, atts in demos]
         episodes = pack(dialogue, [p for p, _ in demos], attempts, task.instruction)
         logp = token_logprobs(model, episodes)
         loss = sft_loss(logp, episodes.attempt_mask.to(logp.device))
