@@ -15,28 +15,29 @@ from .config import load_yaml
 from .errors import SelfCorrectError
 
 
-def _embedded_config(path, quick: bool):
-    """The experiment config on the embedded task: from a file, --quick, or the defaults."""
+def _embedded_config(path, quick: bool, device: str | None = None):
+    """The experiment config on the embedded task: from a file, --quick, or the defaults; --device overrides."""
     from .experiment import QUICK, ExperimentConfig
 
-    return load_yaml(ExperimentConfig, path) if path else (QUICK if quick else ExperimentConfig())
+    config = load_yaml(ExperimentConfig, path) if path else (QUICK if quick else ExperimentConfig())
+    if device:
+        try:
+            config = dataclasses.replace(config, device=device)
+        except SelfCorrectError as e:
+            raise SelfCorrectError(f"--{e}") from None
+    return config
 
 
 def _experiment(args):
     from .experiment import METHOD_NAMES, SUITES
 
-    config = _embedded_config(args.config, args.quick)
+    config = _embedded_config(args.config, args.quick, getattr(args, "device", None))
     if getattr(args, "seeds", None) is not None:
         if args.seeds < 1:
             raise SelfCorrectError("--seeds: must be >= 1")
         config = dataclasses.replace(config, seeds=args.seeds)
     if getattr(args, "suite", None):
         config = dataclasses.replace(config, methods=SUITES[args.suite])
-    if getattr(args, "device", None):
-        try:
-            config = dataclasses.replace(config, device=args.device)
-        except SelfCorrectError as e:
-            raise SelfCorrectError(f"--{e}") from None
     if getattr(args, "methods", None):
         methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
         unknown = [m for m in methods if m not in METHOD_NAMES or m == "self_refine"]
@@ -66,9 +67,7 @@ def _setup(path, args):
     from .models import load_or_pretrain
     from .tasks import ModRootTask
 
-    config = _embedded_config(path, getattr(args, "quick", False))
-    if getattr(args, "device", None):
-        config = dataclasses.replace(config, device=args.device)
+    config = _embedded_config(path, getattr(args, "quick", False), getattr(args, "device", None))
     task = ModRootTask(config.task)
     model, tokenizer = load_or_pretrain(task, config.model, args.cache_dir, progress=not getattr(args, "no_progress", False),
                                         device=config.device)

@@ -26,6 +26,7 @@ from .dialogue import PlainDialogue
 from .errors import SelfCorrectError
 from .evaluate import evaluate
 from .models import TinyModelConfig, load_or_pretrain
+from .models.hf import resolve_device
 from .report import markdown_table, plot_comparison, plot_curves, write_json, write_text_atomic
 from .tasks import ModRootConfig, ModRootTask
 from .trainer import TrainConfig, load_weights, train
@@ -64,10 +65,7 @@ class ExperimentConfig:
         check(self.seeds >= 1, "seeds", "must be >= 1")
         check(self.test_problems >= 1, "test_problems", "must be >= 1")
         check(self.val_problems >= 1, "val_problems", "must be >= 1")
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError):
-            check(False, "device", f"{self.device!r} is not a device (cpu, cuda, cuda:1, ...)")
+        resolve_device(self.device)
 
 
 QUICK = ExperimentConfig(

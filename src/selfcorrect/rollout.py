@@ -144,12 +144,16 @@ def _pick(logits: torch.Tensor, sampling: SamplingConfig, uniform: torch.Tensor 
     return (index if order is None else order.gather(-1, index)).squeeze(-1)
 
 
+def _transformers_model(model):
+    """The transformers model inside a DDP wrapper and/or a peft model."""
+    inner = getattr(model, "module", model)
+    return inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+
+
 def _cache_kwarg(model) -> str:
     # transformers renamed `past_key_values` to `cache`; accept both versions (a peft
     # model forwards keyword arguments to the model it wraps).
-    inner = getattr(model, "module", model)  # DDP
-    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
-    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
+    return "cache" if "cache" in inspect.signature(_transformers_model(model).forward).parameters else "past_key_values"
 
 
 def _left_pad(contexts: Sequence[list[int]], pad_id: int, width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,7 +206,8 @@ def _dynamic_decode(model, contexts, sampling, eos_id, pad_id, uniforms, device)
             break
         if not keep.all():
             cache.batch_select_indices(keep.nonzero().squeeze(-1).to(device))
-            live, token, mask, next_pos = live[keep], token[keep.to(device)], mask[keep.to(device)], next_pos[keep.to(device)]
+            here = keep.to(device)
+            live, token, mask, next_pos = live[keep], token[here], mask[here], next_pos[here]
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         logits = model(input_ids=token[:, None], attention_mask=mask, position_ids=next_pos, **kwargs).logits[:, -1]
         next_pos = next_pos + 1
@@ -210,9 +215,7 @@ def _dynamic_decode(model, contexts, sampling, eos_id, pad_id, uniforms, device)
 
 
 def _static_ok(model) -> bool:
-    inner = getattr(model, "module", model)
-    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
-    return bool(getattr(inner, "_can_compile_fullgraph", False)) and not hasattr(model, "peft_config")
+    return bool(getattr(_transformers_model(model), "_can_compile_fullgraph", False)) and not hasattr(model, "peft_config")
 
 
 _LENGTH_BUCKET, _BATCH_BUCKET = 256, 32  # shapes are rounded up so few graphs serve a whole run
@@ -257,7 +260,7 @@ def _static_decode(model, contexts, sampling, eos_id, pad_id, uniforms, device, 
 def _static_cache(model, batch: int, length: int) -> StaticCache:
     """One static cache per (batch, length), kept on the model and zeroed for reuse (CUDA graphs
     replay on fixed addresses)."""
-    inner = getattr(model, "module", model)
+    inner = _transformers_model(model)
     caches = inner.__dict__.setdefault("_selfcorrect_caches", {})
     if (batch, length) not in caches:
         caches[(batch, length)] = StaticCache(config=inner.config, max_cache_len=length)
@@ -270,7 +273,7 @@ def _compiled_forward(model, compile: bool):
     """The model's forward compiled once (transformers keeps it on the model), or plain."""
     if not compile:
         return model
-    inner = getattr(model, "module", model)
+    inner = _transformers_model(model)
     return inner.get_compiled_call(CompileConfig(fullgraph=False, dynamic=False, mode="reduce-overhead"))
 
 

@@ -24,8 +24,8 @@ from accelerate.utils import DistributedType, gather_object
 from tqdm.auto import tqdm
 
 from .config import check
-from .errors import SelfCorrectError
 from .dialogue import Dialogue
+from .errors import SelfCorrectError
 from .evaluate import collapse_metrics
 from .models.hf import frozen_reference, needs_reference_copy
 from .objectives import (Objective, naive_multi_turn, pair_sft, pair_sft_pairs, policy_loss, rloo_advantages,
@@ -186,8 +186,8 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
         # the sampler needs whole weights on each process, and the update accumulates micro-batches itself
-        raise SelfCorrectError(f"accelerate config: {accelerator.distributed_type.value} is not supported yet; use DDP "
-                         "(configs/accelerate/ddp.yaml)")
+        raise SelfCorrectError(f"accelerate config: {accelerator.distributed_type.value} is not supported yet; "
+                               "use DDP (configs/accelerate/ddp.yaml)")
     if config.problems_per_step % world:
         raise SelfCorrectError(f"train.problems_per_step: {config.problems_per_step} does not split over {world} "
                                "processes")

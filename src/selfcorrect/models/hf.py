@@ -57,7 +57,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     try:
         return torch.device(device)
     except (RuntimeError, TypeError):
-        raise SelfCorrectError(f"device: unknown device {device!r}") from None
+        raise SelfCorrectError(f"device: {device!r} is not a device (cpu, cuda, cuda:1, ...)") from None
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype | str:
