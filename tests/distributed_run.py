@@ -1,17 +1,23 @@
 """Train the tiny model for a few SCoRe steps; run plainly or under `accelerate launch`.
 
 Used by test_distributed.py: one process and two processes must give the same trajectory.
-    python tests/distributed_run.py OUT                                   # one process
-    accelerate launch --num_processes 2 --cpu tests/distributed_run.py OUT  # two
+    python tests/distributed_run.py OUT                                                 # one process
+    accelerate launch --multi_gpu --num_processes 2 tests/distributed_run.py OUT          # two, DDP
+    accelerate launch --config_file configs/accelerate/fsdp.yaml --num_processes 2 tests/distributed_run.py OUT
+Each checkpoint is also kept as checkpoint-STEP.pt; `OUT --resume` resumes from OUT/checkpoint.pt.
 """
 
 import copy
+import os
 import random
+import shutil
 import sys
 from pathlib import Path
 
 import torch
-from accelerate import PartialState
+from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
+from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
 from selfcorrect.dialogue import PlainDialogue
 from selfcorrect.models.tiny import TinyModelConfig, build_model, fit_tokenizer
@@ -23,8 +29,20 @@ CONFIG = TrainConfig(method="score", steps=4, stage1_steps=2, problems_per_step=
                      micro_batch=3, checkpoint_every=2, sampling=SamplingConfig(max_new_tokens=8), lr=1e-3)
 
 
-def main(out: str) -> None:
+def fsdp_on_the_cpu() -> None:
+    """accelerate 1.15 takes an FSDP config only on accelerators: on the CPU its state says
+    MULTI_CPU and the model would train under DDP. Make the process-wide state FSDP, with the
+    plugin the launch config describes, as it is on GPUs; from there `train` runs accelerate's
+    own FSDP2 path (`fully_shard` over gloo)."""
+    Accelerator(cpu=True)  # sets up the processes and the shared state
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    AcceleratorState._shared_state["fsdp_plugin"] = FullyShardedDataParallelPlugin()
+
+
+def main(out: str, resume: bool = False) -> None:
     torch.set_num_threads(1)
+    if os.environ.get("ACCELERATE_USE_FSDP") == "true":  # set by `accelerate launch` from an FSDP config
+        fsdp_on_the_cpu()
     task = copy.copy(ModRootTask())
     # a reward a random model earns about half the time, so the gradients are not zero
     task.reward = lambda problem, response: float(len(response.split()) % 2 == 0)
@@ -32,11 +50,12 @@ def main(out: str) -> None:
     demos = [task.demonstration(rng) for _ in range(300)]
     tokenizer = fit_tokenizer([task.instruction] + [p + " " + " ".join(a) for p, a in demos])
     model = build_model(TinyModelConfig(hidden_size=16, layers=1, heads=2, intermediate_size=32), tokenizer)
-    train(model, PlainDialogue(tokenizer), task, CONFIG, out, progress=False)
+    keep = lambda step, _: shutil.copy(Path(out) / "checkpoint.pt", Path(out) / f"checkpoint-{step}.pt")
+    train(model, PlainDialogue(tokenizer), task, CONFIG, out, resume=resume, on_checkpoint=keep, progress=False)
     state = PartialState()
     if state.is_main_process:
-        (Path(out) / "processes.txt").write_text(str(state.num_processes))
+        (Path(out) / "processes.txt").write_text(f"{state.num_processes} {state.distributed_type.value}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], resume="--resume" in sys.argv[2:])

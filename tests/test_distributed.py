@@ -1,6 +1,7 @@
-"""Two processes under `accelerate launch` (DDP on CPU) follow the one-process trajectory."""
+"""Two processes under `accelerate launch` (DDP, and FSDP2, on the CPU) follow the one-process trajectory."""
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -10,35 +11,73 @@ import pytest
 import torch
 
 SCRIPT = Path(__file__).with_name("distributed_run.py")
+FSDP_CONFIG = Path(__file__).parents[1] / "configs" / "accelerate" / "fsdp.yaml"
 
 
 def _metrics(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_two_processes_match_one_process(tmp_path):
-    one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run([sys.executable, str(SCRIPT), str(one)], check=True, timeout=300)
-    # accelerate 1.x runs `--cpu --num_processes 2` as one process unless MPI is set up;
-    # its torchrun launcher (--multi_gpu) starts two, which train on the CPU (gloo).
+def _launch(out: Path, *options: str, resume: bool = False) -> None:
     with socket.socket() as free:  # a free port for the processes to meet on
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+    subprocess.run([sys.executable, "-m", "accelerate.commands.launch", *options, "--num_processes", "2",
                     "--num_machines", "1", "--main_process_port", str(port), "--mixed_precision", "no",
-                    "--dynamo_backend", "no", str(SCRIPT), str(two)],
+                    "--dynamo_backend", "no", str(SCRIPT), str(out), *(["--resume"] if resume else [])],
                    check=True, timeout=300)
-    assert (one / "processes.txt").read_text() == "1" and (two / "processes.txt").read_text() == "2"
-    a, b = _metrics(one), _metrics(two)
-    assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2, 3, 4]
-    for ra, rb in zip(a, b):
+
+
+def _same_trajectory(a: list[dict], b: list[dict]) -> None:
+    for ra, rb in zip(a, b, strict=True):
         # the same samples (each row's randomness does not depend on the sharding) ...
-        for key in ("reward_t1", "reward_t2", "identical", "trained_episodes"):
+        for key in ("step", "reward_t1", "reward_t2", "identical", "trained_episodes"):
             assert ra[key] == rb[key], (ra["step"], key)
         # ... and the same update, up to float rounding of a different batch layout
         for key in ("loss", "pg_loss", "kl_loss", "kl_t1", "kl_t2", "grad_norm"):
             assert ra[key] == pytest.approx(rb[key], rel=1e-4, abs=1e-6), (ra["step"], key)
-    wa = torch.load(one / "checkpoint.pt", weights_only=False)["model"]
-    wb = torch.load(two / "checkpoint.pt", weights_only=False)["model"]
+
+
+def _same_weights(a: Path, b: Path) -> None:
+    wa, wb = torch.load(a, weights_only=False)["model"], torch.load(b, weights_only=False)["model"]
+    assert wa.keys() == wb.keys()
     for name in wa:
         assert torch.allclose(wa[name], wb[name], atol=1e-5), name
+
+
+@pytest.fixture(scope="module")
+def one(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("one")
+    subprocess.run([sys.executable, str(SCRIPT), str(out)], check=True, timeout=300)
+    assert (out / "processes.txt").read_text() == "1 NO"
+    return out
+
+
+def test_two_processes_match_one_process(one, tmp_path):
+    # accelerate 1.x runs `--cpu --num_processes 2` as one process unless MPI is set up;
+    # its torchrun launcher (--multi_gpu) starts two, which train on the CPU (gloo).
+    two = tmp_path / "two"
+    _launch(two, "--multi_gpu")
+    assert (two / "processes.txt").read_text() == "2 MULTI_CPU"
+    assert [r["step"] for r in _metrics(two)] == [1, 2, 3, 4]
+    _same_trajectory(_metrics(one), _metrics(two))
+    _same_weights(one / "checkpoint.pt", two / "checkpoint.pt")
+
+
+def test_fsdp_matches_one_process_and_resumes(one, tmp_path):
+    # The shipped FSDP2 config; on the CPU, distributed_run.py makes accelerate take it (see there).
+    two = tmp_path / "two"
+    _launch(two, "--config_file", str(FSDP_CONFIG))
+    assert (two / "processes.txt").read_text() == "2 FSDP"
+    _same_trajectory(_metrics(one), _metrics(two))
+    # the files hold full weights, gathered from the shards, as one process writes them
+    _same_weights(one / "checkpoint.pt", two / "checkpoint.pt")
+    _same_weights(one / "best.pt", two / "best.pt")
+    # resumed from step 2, the shards (weights and optimizer state) come back: steps 3 and 4 again
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copy(two / "checkpoint-2.pt", resumed / "checkpoint.pt")
+    shutil.copy(two / "metrics.jsonl", resumed / "metrics.jsonl")
+    _launch(resumed, "--config_file", str(FSDP_CONFIG), resume=True)
+    _same_trajectory(_metrics(two), _metrics(resumed))
+    _same_weights(two / "checkpoint.pt", resumed / "checkpoint.pt")

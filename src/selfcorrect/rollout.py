@@ -14,6 +14,7 @@ from typing import Sequence
 import inspect
 
 import torch
+from torch.distributed.fsdp import FSDPModule
 from transformers import CompileConfig, DynamicCache, StaticCache
 
 from .config import check
@@ -215,7 +216,10 @@ def _dynamic_decode(model, contexts, sampling, eos_id, pad_id, uniforms, device)
 
 
 def _static_ok(model) -> bool:
-    return bool(getattr(_transformers_model(model), "_can_compile_fullgraph", False)) and not hasattr(model, "peft_config")
+    # Not under FSDP: its weights are gathered into fresh memory each step, under CUDA graphs
+    # recorded at fixed addresses (untested, so the dynamic cache is used there).
+    return (bool(getattr(_transformers_model(model), "_can_compile_fullgraph", False))
+            and not hasattr(model, "peft_config") and not isinstance(model, FSDPModule))
 
 
 _LENGTH_BUCKET, _BATCH_BUCKET = 256, 32  # shapes are rounded up so few graphs serve a whole run

@@ -21,6 +21,8 @@ from typing import Callable, Literal
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, gather_object
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict, set_state_dict
+from torch.distributed.fsdp import FSDPModule
 from tqdm.auto import tqdm
 
 from .config import check
@@ -128,6 +130,27 @@ def _truncate_log(path: Path, last_step: int) -> None:
         path.write_text("".join(ln + "\n" for ln in lines))
 
 
+@contextlib.contextmanager
+def _whole_weights(model, reshard_after_forward: bool):
+    """Under FSDP, the full weights on every process for the block, gathered once (else nothing).
+
+    Sampling runs a different number of decoding steps on each process, so the weights
+    cannot be gathered per forward as FSDP does in training (that needs all processes in
+    lockstep); here no forward inside the block communicates.
+    """
+    shards = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    for m in shards:
+        m.unshard()
+        m.set_reshard_after_forward(False, recurse=False)
+    try:
+        yield
+    finally:
+        for m in shards:
+            m.reshard()
+            # as FSDP has it: the root keeps its weights after forward, since backward needs them at once
+            m.set_reshard_after_forward(reshard_after_forward and m is not model, recurse=False)
+
+
 def _sample(model, frozen: Callable, dialogue: Dialogue, task: Task, problems: list, objective: Objective,
             config: TrainConfig, sampler: torch.Generator, pairing: random.Random, shard: slice,
             offline: bool = False) -> tuple[Episodes, Episodes]:
@@ -172,10 +195,12 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     The frozen reference is a copy of the weights at entry; for a LoRA (peft) model it is
     the same model with its adapter disabled, so no second copy of the weights is kept.
 
-    Runs in one process, or in several under `accelerate launch` (DDP): each process samples
-    and trains on its share of the problems (all n samples of a problem on one process, so
-    the leave-one-out baseline is exact), gradients are averaged, metrics are gathered, and
-    the main process writes the files.
+    Runs in one process, or in several under `accelerate launch` (DDP, or FSDP2): each process
+    samples and trains on its share of the problems (all n samples of a problem on one process,
+    so the leave-one-out baseline is exact), gradients are averaged, metrics are gathered, and
+    the main process writes the files, with full weights. Under FSDP each process gathers the
+    whole weights once per step to sample; the reference stays a whole copy on each process,
+    and the returned model is still sharded.
 
     Writes under out_dir: metrics.jsonl (one line a step), checkpoint.pt (latest, for
     --resume) and best.pt (weights with the best windowed training reward of the final
@@ -184,10 +209,13 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     # A model on the CPU trains there (gloo between processes), wherever a GPU exists.
     accelerator = Accelerator(cpu=next(model.parameters()).device.type == "cpu")
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
-    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-        # the sampler needs whole weights on each process, and the update accumulates micro-batches itself
-        raise SelfCorrectError(f"accelerate config: {accelerator.distributed_type.value} is not supported yet; "
-                               "use DDP (configs/accelerate/ddp.yaml)")
+    fsdp = accelerator.distributed_type == DistributedType.FSDP
+    if accelerator.distributed_type == DistributedType.DEEPSPEED or (fsdp and not accelerator.is_fsdp2):
+        # DeepSpeed steps inside `backward` and partitions the optimizer state; sampling gathers the weights
+        # through FSDP2's `unshard`
+        what = "DeepSpeed" if not fsdp else "FSDP version 1"
+        raise SelfCorrectError(f"accelerate config: {what} is not supported; use configs/accelerate/ddp.yaml or "
+                               "configs/accelerate/fsdp.yaml (fsdp_version: 2)")
     if config.problems_per_step % world:
         raise SelfCorrectError(f"train.problems_per_step: {config.problems_per_step} does not split over {world} "
                                "processes")
@@ -196,28 +224,33 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     shard = slice(rank * rows, (rank + 1) * rows)  # this process's episodes of each step
     out = Path(out_dir)
     ckpt_path, best_path, log_path = out / "checkpoint.pt", out / "best.pt", out / "metrics.jsonl"
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    policy = accelerator.unwrap_model(model)  # samples; `model` (maybe DDP-wrapped) trains
-    sampler = torch.Generator().manual_seed(config.seed)
-    picker = random.Random(config.seed)
-    train_problems = task.problems("train")
     plan = stages(config)
     schedule = [(obj, sum(m for _, m in plan[:i])) for i, (obj, n_steps) in enumerate(plan) for _ in range(n_steps)]
     keep_reference = any(obj.supervised == "star" for obj, _ in plan)  # it holds the STaR round's sampler
-    copied = keep_reference or needs_reference_copy(policy)
-    reference = copy.deepcopy(policy).eval().requires_grad_(False) if copied else None
+    copied = keep_reference or needs_reference_copy(model)
+    # copied before `prepare`, so FSDP never shards it (every process starts from the same weights)
+    reference = copy.deepcopy(model).eval().requires_grad_(False) if copied else None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)  # FSDP2 needs both at once
+    policy = accelerator.unwrap_model(model)  # samples; `model` (DDP-wrapped, or FSDP-sharded in place) trains
     frozen = lambda: contextlib.nullcontext(reference) if copied else frozen_reference(policy)
+    whole = lambda: _whole_weights(policy, fsdp and bool(accelerator.state.fsdp_plugin.reshard_after_forward))
+    # full (unsharded) weights and optimizer state, on the CPU of the main process: what the files hold
+    full_state = lambda: get_state_dict(policy, optimizer, options=StateDictOptions(full_state_dict=True,
+                                                                                      cpu_offload=True))
+    sampler = torch.Generator().manual_seed(config.seed)
+    picker = random.Random(config.seed)
+    train_problems = task.problems("train")
     step, best, window = 0, float("-inf"), deque(maxlen=config.best_window)
 
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
         if state["config"] != asdict(config):
             raise ValueError(f"{ckpt_path}: checkpoint was written with a different config; cannot resume")
-        policy.load_state_dict(state["model"])
+        set_state_dict(policy, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
+                       options=StateDictOptions(full_state_dict=True))  # under FSDP: each process takes its shard
         if keep_reference:
             reference.load_state_dict(state["reference"])
-        optimizer.load_state_dict(state["optimizer"])
         sampler.set_state(state["sampler"])
         picker.setstate(state["picker"])
         step, best, window = state["step"], state["best"], deque(state["window"], maxlen=config.best_window)
@@ -233,14 +266,16 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
         objective, stage_start = schedule[step]
         started, clock = time.perf_counter(), _Clock(accelerator.device)
         if objective.supervised == "star" and (step - stage_start) % config.star_round_steps == 0:
-            reference.load_state_dict(policy.state_dict())  # a new STaR round samples from the current policy
+            # a new STaR round samples from the current policy
+            reference.load_state_dict(get_model_state_dict(policy, options=StateDictOptions(full_state_dict=True)))
         # 1. Rollout: n samples of each problem, contiguous (the leave-one-out groups); this process's shard.
         problems = [p for p in picker.sample(train_problems, config.problems_per_step) for _ in range(n)]
         pairing = random.Random(f"{config.seed}/{step}/{rank}")  # Pair-SFT's choice of partners
         model.eval()
         offline = objective.offline_firsts and (step - stage_start) % 2 == 1  # every other step of the stage
-        episodes, batch = _sample(policy, frozen, dialogue, task, problems, objective, config, sampler, pairing, shard,
-                                  offline)
+        with whole():
+            episodes, batch = _sample(policy, frozen, dialogue, task, problems, objective, config, sampler, pairing,
+                                      shard, offline)
         clock.split("generate")
         # 2. Reward -> per-attempt returns -> leave-one-out advantages (RL objectives).
         if not objective.supervised:
@@ -255,25 +290,30 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
         model.train()
         optimizer.zero_grad(set_to_none=True)
         parts = micro_batches(batch.attention_mask.sum(-1), config.micro_batch, config.micro_batch_tokens)
-        # a process whose selection kept nothing still joins the gradient sync, with a zero loss
-        parts = parts or [None]
+        # every process makes as many forward/backward calls (FSDP gathers weights in each, DDP syncs in
+        # the last): the extra ones, and those of a process whose selection kept nothing, have a zero loss
+        count = int(accelerator.gather(torch.tensor([len(parts)], device=accelerator.device)).max())
+        parts += [None] * (count - len(parts))
         totals: dict[str, torch.Tensor] = {}
         for i, part in enumerate(parts):
-            micro = batch.select(part) if part is not None else episodes.select(torch.arange(1))
+            rows = part if part is not None else torch.arange(1)
+            micro = (batch if part is not None else episodes).select(rows)
             sync = contextlib.nullcontext() if i == len(parts) - 1 else accelerator.no_sync(model)
             with sync:
                 logp = token_logprobs(model, micro)
                 mask = micro.attempt_mask.to(logp.device)
+                if not objective.supervised:
+                    clock.split("forward_backward")
+                    # on the zero-loss calls too: a LoRA reference is the policy, which FSDP gathers for
+                    with torch.no_grad(), frozen() as ref:
+                        ref_logp = token_logprobs(ref, micro)
+                    clock.split("reference")
                 if part is None:
                     loss, stats = (logp * 0).sum(), {}
                 elif objective.supervised:
                     loss, stats = sft_loss(logp, mask, objective.train, num_tokens), {}
                 else:
-                    clock.split("forward_backward")
-                    with torch.no_grad(), frozen() as ref:
-                        ref_logp = token_logprobs(ref, micro)
-                    clock.split("reference")
-                    loss, stats = policy_loss(logp, ref_logp, mask, advantages[part].to(logp.device), objective,
+                    loss, stats = policy_loss(logp, ref_logp, mask, advantages[rows].to(logp.device), objective,
                                               num_episodes=len(batch))
                 accelerator.backward(loss)
                 clock.split("forward_backward")
@@ -315,17 +355,20 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
         # 5. Checkpoint (atomic, main process), and keep the best weights by windowed training reward.
         if step % config.checkpoint_every == 0 or step == len(schedule):
             score = sum(window) / len(window)
+            weights, optimizer_state = full_state()  # every process takes part; the main one gets them
             if main and score > best:
-                _atomic_save({"model": policy.state_dict(), "step": step, "train_reward": score}, best_path)
+                _atomic_save({"model": weights, "step": step, "train_reward": score}, best_path)
             best = max(best, score)
             if main:
                 _atomic_save({
-                    "model": policy.state_dict(), "optimizer": optimizer.state_dict(), "sampler": sampler.get_state(),
+                    "model": weights, "optimizer": optimizer_state, "sampler": sampler.get_state(),
                     "picker": picker.getstate(), "step": step, "best": best, "window": list(window),
                     "config": asdict(config), **({"reference": reference.state_dict()} if keep_reference else {}),
                 }, ckpt_path)
-                if on_checkpoint:
-                    on_checkpoint(step, policy)
+            if on_checkpoint:
+                with whole():
+                    if main:
+                        on_checkpoint(step, policy)
             accelerator.wait_for_everyone()
     bar.close()
     policy.eval()
