@@ -48,7 +48,7 @@ def build(args):
     else:  # the embedded task's tokenizer, a fresh model
         rng = random.Random(0)
         demos = [task.demonstration(rng) for _ in range(2000)]
-        tokenizer = fit_tokenizer([task.instruction] + [p + " " + " ".join(a) for p, a in demos])
+        tokenizer = fit_tokenizer(task, demos)
         torch.manual_seed(0)
         model = LlamaForCausalLM(LlamaConfig(
             vocab_size=len(tokenizer), hidden_size=args.hidden, intermediate_size=args.hidden * 4,

@@ -19,7 +19,7 @@ def task():
 def tokenizer(task):
     rng = random.Random(0)
     demos = [task.demonstration(rng) for _ in range(300)]
-    return fit_tokenizer([task.instruction] + [p + " " + " ".join(a) for p, a in demos])
+    return fit_tokenizer(task, demos)
 
 
 @pytest.fixture

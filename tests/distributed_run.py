@@ -48,7 +48,7 @@ def main(out: str, resume: bool = False) -> None:
     task.reward = lambda problem, response: float(len(response.split()) % 2 == 0)
     rng = random.Random(0)
     demos = [task.demonstration(rng) for _ in range(300)]
-    tokenizer = fit_tokenizer([task.instruction] + [p + " " + " ".join(a) for p, a in demos])
+    tokenizer = fit_tokenizer(task, demos)
     model = build_model(TinyModelConfig(hidden_size=16, layers=1, heads=2, intermediate_size=32), tokenizer)
     keep = lambda step, _: shutil.copy(Path(out) / "checkpoint.pt", Path(out) / f"checkpoint-{step}.pt")
     train(model, PlainDialogue(tokenizer), task, CONFIG, out, resume=resume, on_checkpoint=keep, progress=False)

@@ -29,3 +29,15 @@ def test_collapse_metrics():
     assert m["same_answer"] == 0.5  # two missing answers are not the same answer
     assert m["edit_ratio"] == pytest.approx(0.5)
     assert edit_ratio([1, 2], [1, 3]) == pytest.approx(0.5)
+
+
+def test_per_seed_table_lists_every_seed_and_skips_single_evaluations():
+    from selfcorrect.report import per_seed_table
+
+    runs = {"SCoRe": [{"delta": 0.335, "delta_i2c": 0.356, "delta_c2i": 0.021},
+                      {"delta": -0.004, "delta_i2c": 0.09, "delta_c2i": 0.094}],
+            "base": [{"delta": 0.0, "delta_i2c": 0.0, "delta_c2i": 0.0}]}
+    lines = per_seed_table(runs).splitlines()
+    assert lines[0] == "| Method | Δ seed 0 | Δ seed 1 | Δ i→c / c→i per seed |"
+    assert lines[2] == "| SCoRe | +33.5 | -0.4 | 35.6 / 2.1, 9.0 / 9.4 |"
+    assert len(lines) == 3  # the one-evaluation row (the base) has no per-seed spread

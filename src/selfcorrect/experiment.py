@@ -27,7 +27,7 @@ from .errors import SelfCorrectError
 from .evaluate import evaluate
 from .models import TinyModelConfig, load_or_pretrain
 from .models.hf import resolve_device
-from .report import markdown_table, plot_comparison, plot_curves, write_json, write_text_atomic
+from .report import markdown_table, per_seed_table, plot_comparison, plot_curves, write_json, write_text_atomic
 from .tasks import ModRootConfig, ModRootTask
 from .trainer import TrainConfig, load_weights, train
 
@@ -170,6 +170,8 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str
 
     results = {method: [r["metrics"] for r in rs] for method, rs in runs.items()}
     table = markdown_table({METHOD_NAMES[m]: rs for m, rs in results.items()})
+    if config.seeds > 1:
+        table += "\n\nPer seed, in %:\n\n" + per_seed_table({METHOD_NAMES[m]: rs for m, rs in results.items()})
     elapsed = time.perf_counter() - started
     summary = {
         "config": dataclasses.asdict(config), "seconds": elapsed, "results": results,

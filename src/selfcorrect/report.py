@@ -32,6 +32,17 @@ def markdown_table(results: Mapping[str, Sequence[Mapping]]) -> str:
     return "\n".join([head, rule, *rows])
 
 
+def per_seed_table(results: Mapping[str, Sequence[Mapping]]) -> str:
+    """Δ per seed, with Δ i→c / Δ c→i, in %: the spread that a mean ± std summarises."""
+    seeds = max(len(runs) for runs in results.values())
+    head = "| Method | " + " | ".join(f"Δ seed {s}" for s in range(seeds)) + " | Δ i→c / c→i per seed |"
+    rule = "|---" * (seeds + 2) + "|"
+    rows = [f"| {method} | " + " | ".join(f"{100 * r['delta']:+.1f}" for r in runs) + " | "
+            + ", ".join(f"{100 * r['delta_i2c']:.1f} / {100 * r['delta_c2i']:.1f}" for r in runs) + " |"
+            for method, runs in results.items() if len(runs) == seeds]
+    return "\n".join([head, rule, *rows])
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)

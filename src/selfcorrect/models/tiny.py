@@ -48,10 +48,11 @@ class TinyModelConfig:
         check(self.lr > 0, "lr", "must be > 0")
 
 
-def fit_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer whose vocabulary is the task's words."""
+def fit_tokenizer(task: ModRootTask, demos: list[tuple[str, list[str]]]) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer whose vocabulary is the words of the task's dialogues and instruction."""
     core = Tokenizer(models.WordLevel(unk_token=SPECIAL["unk_token"]))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    texts = [task.instruction] + [p + " " + " ".join(attempts) for p, attempts in demos]
     core.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=list(SPECIAL.values())))
     return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL)
 
@@ -79,8 +80,7 @@ def default_cache_dir() -> Path:
 def pretrain(task: ModRootTask, config: TinyModelConfig, progress: bool = True, device: str = "cpu"):
     """Next-token training on the task's base-model dialogues (loss on attempt tokens)."""
     rng = random.Random(config.seed)
-    sample_demos = [task.demonstration(rng) for _ in range(2000)]
-    tokenizer = fit_tokenizer([task.instruction] + [p + " " + " ".join(a) for p, a in sample_demos])
+    tokenizer = fit_tokenizer(task, [task.demonstration(rng) for _ in range(2000)])
     dialogue = PlainDialogue(tokenizer)
     model = build_model(config, tokenizer).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
