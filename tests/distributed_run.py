@@ -4,6 +4,7 @@ Used by test_distributed.py: one process and two processes must give the same tr
     python tests/distributed_run.py OUT                                                 # one process
     accelerate launch --multi_gpu --num_processes 2 tests/distributed_run.py OUT          # two, DDP
     accelerate launch --config_file configs/accelerate/fsdp.yaml --num_processes 2 tests/distributed_run.py OUT
+    accelerate launch --config_file configs/accelerate/deepspeed-zero2.yaml --num_processes 2 tests/distributed_run.py OUT
 Each checkpoint is also kept as checkpoint-STEP.pt; `OUT --resume` resumes from OUT/checkpoint.pt.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
-from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin, InitProcessGroupKwargs
 
 from selfcorrect.dialogue import PlainDialogue
 from selfcorrect.models.tiny import TinyModelConfig, build_model, fit_tokenizer
@@ -39,10 +40,19 @@ def fsdp_on_the_cpu() -> None:
     AcceleratorState._shared_state["fsdp_plugin"] = FullyShardedDataParallelPlugin()
 
 
+def deepspeed_on_the_cpu() -> None:
+    """accelerate 1.15 takes a DeepSpeed config only from an `Accelerator` built without `cpu=True`
+    (which `train` passes for a model on the CPU). Build that one first, with gloo between the
+    processes (DeepSpeed picks its CPU accelerator); `train`'s `Accelerator` then shares its state."""
+    Accelerator(kwargs_handlers=[InitProcessGroupKwargs(backend="gloo")])
+
+
 def main(out: str, resume: bool = False) -> None:
     torch.set_num_threads(1)
     if os.environ.get("ACCELERATE_USE_FSDP") == "true":  # set by `accelerate launch` from an FSDP config
         fsdp_on_the_cpu()
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true":  # likewise from a DeepSpeed config
+        deepspeed_on_the_cpu()
     task = copy.copy(ModRootTask())
     # a reward a random model earns about half the time, so the gradients are not zero
     task.reward = lambda problem, response: float(len(response.split()) % 2 == 0)

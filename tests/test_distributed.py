@@ -1,4 +1,5 @@
-"""Two processes under `accelerate launch` (DDP, and FSDP2, on the CPU) follow the one-process trajectory."""
+"""Two processes under `accelerate launch` (DDP, FSDP2 and DeepSpeed ZeRO-2, on the CPU) follow the one-process
+trajectory."""
 
 import json
 import shutil
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 SCRIPT = Path(__file__).with_name("distributed_run.py")
-FSDP_CONFIG = Path(__file__).parents[1] / "configs" / "accelerate" / "fsdp.yaml"
+CONFIGS = Path(__file__).parents[1] / "configs" / "accelerate"
 
 
 def _metrics(folder: Path) -> list[dict]:
@@ -64,20 +65,24 @@ def test_two_processes_match_one_process(one, tmp_path):
     _same_weights(one / "checkpoint.pt", two / "checkpoint.pt")
 
 
-def test_fsdp_matches_one_process_and_resumes(one, tmp_path):
-    # The shipped FSDP2 config; on the CPU, distributed_run.py makes accelerate take it (see there).
+@pytest.mark.parametrize("config, kind", [("fsdp.yaml", "FSDP"), ("deepspeed-zero2.yaml", "DEEPSPEED")])
+def test_sharded_matches_one_process_and_resumes(one, tmp_path, config, kind):
+    # The shipped FSDP2 and ZeRO-2 configs; on the CPU, distributed_run.py makes accelerate take them (see there).
+    if kind == "DEEPSPEED":
+        pytest.importorskip("deepspeed")
     two = tmp_path / "two"
-    _launch(two, "--config_file", str(FSDP_CONFIG))
-    assert (two / "processes.txt").read_text() == "2 FSDP"
+    _launch(two, "--config_file", str(CONFIGS / config))
+    assert (two / "processes.txt").read_text() == f"2 {kind}"
     _same_trajectory(_metrics(one), _metrics(two))
     # the files hold full weights, gathered from the shards, as one process writes them
     _same_weights(one / "checkpoint.pt", two / "checkpoint.pt")
     _same_weights(one / "best.pt", two / "best.pt")
     # resumed from step 2, the shards (weights and optimizer state) come back: steps 3 and 4 again
+    # (ZeRO-2's optimizer state is resumed on as many processes as wrote it)
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     shutil.copy(two / "checkpoint-2.pt", resumed / "checkpoint.pt")
     shutil.copy(two / "metrics.jsonl", resumed / "metrics.jsonl")
-    _launch(resumed, "--config_file", str(FSDP_CONFIG), resume=True)
+    _launch(resumed, "--config_file", str(CONFIGS / config), resume=True)
     _same_trajectory(_metrics(two), _metrics(resumed))
     _same_weights(two / "checkpoint.pt", resumed / "checkpoint.pt")

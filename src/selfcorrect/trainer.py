@@ -188,6 +188,14 @@ def _sample(model, frozen: Callable, dialogue: Dialogue, task: Task, problems: l
     return episodes, episodes
 
 
+def _gather_to_main(obj, main: bool) -> list | None:
+    """`obj` of every process, in process order, on the main process (moved to the CPU first)."""
+    from deepspeed.checkpoint.utils import clone_tensors_for_torch_save
+    gathered = [None] * torch.distributed.get_world_size() if main else None
+    torch.distributed.gather_object(clone_tensors_for_torch_save(obj), gathered)
+    return gathered
+
+
 def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: str | Path, resume: bool = False,
           on_checkpoint: Callable[[int, object], None] | None = None, progress: bool = True):
     """Train `model` in place; returns it.
@@ -195,12 +203,14 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     The frozen reference is a copy of the weights at entry; for a LoRA (peft) model it is
     the same model with its adapter disabled, so no second copy of the weights is kept.
 
-    Runs in one process, or in several under `accelerate launch` (DDP, or FSDP2): each process
-    samples and trains on its share of the problems (all n samples of a problem on one process,
-    so the leave-one-out baseline is exact), gradients are averaged, metrics are gathered, and
-    the main process writes the files, with full weights. Under FSDP each process gathers the
-    whole weights once per step to sample; the reference stays a whole copy on each process,
-    and the returned model is still sharded.
+    Runs in one process, or in several under `accelerate launch` (DDP, FSDP2 or DeepSpeed
+    ZeRO-2): each process samples and trains on its share of the problems (all n samples of a
+    problem on one process, so the leave-one-out baseline is exact), gradients are averaged,
+    metrics are gathered, and the main process writes the files, with full weights. Under FSDP
+    each process gathers the whole weights once per step to sample; the reference stays a
+    whole copy on each process, and the returned model is still sharded. Under ZeRO-2 each
+    process keeps the whole weights and its partition of the optimizer state, which the
+    checkpoint holds as one entry per process (resume on as many processes).
 
     Writes under out_dir: metrics.jsonl (one line a step), checkpoint.pt (latest, for
     --resume) and best.pt (weights with the best windowed training reward of the final
@@ -210,12 +220,17 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     accelerator = Accelerator(cpu=next(model.parameters()).device.type == "cpu")
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     fsdp = accelerator.distributed_type == DistributedType.FSDP
-    if accelerator.distributed_type == DistributedType.DEEPSPEED or (fsdp and not accelerator.is_fsdp2):
-        # DeepSpeed steps inside `backward` and partitions the optimizer state; sampling gathers the weights
-        # through FSDP2's `unshard`
-        what = "DeepSpeed" if not fsdp else "FSDP version 1"
-        raise SelfCorrectError(f"accelerate config: {what} is not supported; use configs/accelerate/ddp.yaml or "
-                               "configs/accelerate/fsdp.yaml (fsdp_version: 2)")
+    deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
+    if (fsdp and not accelerator.is_fsdp2) or (deepspeed and accelerator.state.deepspeed_plugin.zero_stage == 3):
+        # sampling needs the whole weights on each process: FSDP2's `unshard` gathers them, ZeRO-2 keeps them
+        what = "FSDP version 1" if fsdp else "DeepSpeed ZeRO stage 3"
+        raise SelfCorrectError(f"accelerate config: {what} is not supported; use configs/accelerate/ddp.yaml, "
+                               "fsdp.yaml (fsdp_version: 2) or deepspeed-zero2.yaml")
+    if deepspeed:
+        # DeepSpeed clips and steps in the `backward` of a step's last micro-batch (3. below); the micro-batches
+        # are the trainer's own, so DeepSpeed accumulates nothing itself and its batch size is only a formality
+        accelerator.state.deepspeed_plugin.deepspeed_config.update(
+            train_micro_batch_size_per_gpu=1, gradient_accumulation_steps=1, gradient_clipping=config.grad_clip)
     if config.problems_per_step % world:
         raise SelfCorrectError(f"train.problems_per_step: {config.problems_per_step} does not split over {world} "
                                "processes")
@@ -232,12 +247,15 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     reference = copy.deepcopy(model).eval().requires_grad_(False) if copied else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)  # FSDP2 needs both at once
-    policy = accelerator.unwrap_model(model)  # samples; `model` (DDP-wrapped, or FSDP-sharded in place) trains
+    policy = accelerator.unwrap_model(model)  # samples; `model` (DDP, FSDP-sharded in place, DeepSpeed engine) trains
     frozen = lambda: contextlib.nullcontext(reference) if copied else frozen_reference(policy)
     whole = lambda: _whole_weights(policy, fsdp and bool(accelerator.state.fsdp_plugin.reshard_after_forward))
     # full (unsharded) weights and optimizer state, on the CPU of the main process: what the files hold
-    full_state = lambda: get_state_dict(policy, optimizer, options=StateDictOptions(full_state_dict=True,
-                                                                                      cpu_offload=True))
+    if deepspeed:  # ZeRO-2: whole weights on every process; the optimizer state as each one's partition
+        full_state = lambda: (accelerator.get_state_dict(model), _gather_to_main(optimizer.state_dict(), main))
+    else:
+        full_state = lambda: get_state_dict(policy, optimizer, options=StateDictOptions(full_state_dict=True,
+                                                                                          cpu_offload=True))
     sampler = torch.Generator().manual_seed(config.seed)
     picker = random.Random(config.seed)
     train_problems = task.problems("train")
@@ -247,8 +265,12 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
         state = torch.load(ckpt_path, weights_only=False)
         if state["config"] != asdict(config):
             raise ValueError(f"{ckpt_path}: checkpoint was written with a different config; cannot resume")
-        set_state_dict(policy, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
-                       options=StateDictOptions(full_state_dict=True))  # under FSDP: each process takes its shard
+        if deepspeed:  # each process takes its partition back (so as many processes as wrote them), fp32 master too
+            policy.load_state_dict(state["model"])
+            model.optimizer.load_state_dict(state["optimizer"], load_from_fp32_weights=True)
+        else:
+            set_state_dict(policy, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
+                           options=StateDictOptions(full_state_dict=True))  # under FSDP: each process its shard
         if keep_reference:
             reference.load_state_dict(state["reference"])
         sampler.set_state(state["sampler"])
@@ -298,8 +320,9 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
         for i, part in enumerate(parts):
             rows = part if part is not None else torch.arange(1)
             micro = (batch if part is not None else episodes).select(rows)
-            sync = contextlib.nullcontext() if i == len(parts) - 1 else accelerator.no_sync(model)
-            with sync:
+            last = i == len(parts) - 1
+            accelerator.sync_gradients = last  # accelerate's DeepSpeed `backward` steps when this is set
+            with contextlib.nullcontext() if last else accelerator.no_sync(model):
                 logp = token_logprobs(model, micro)
                 mask = micro.attempt_mask.to(logp.device)
                 if not objective.supervised:
@@ -320,8 +343,9 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
             stats["loss"] = loss.detach()
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0) + value.cpu()
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
-        if trained:
+        grad_norm = 0.0
+        if trained:  # (under DeepSpeed, `backward` has clipped and stepped: this reads its norm, the step is a no-op)
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
         clock.split("optimizer")
         step += 1
