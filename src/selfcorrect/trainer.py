@@ -19,14 +19,12 @@ from pathlib import Path
 from typing import Callable, Literal
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DistributedType, gather_object
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict, set_state_dict
-from torch.distributed.fsdp import FSDPModule
+from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
 from .config import check
 from .dialogue import Dialogue
+from .distributed import full_state, full_weights, load_full_state, make_accelerator, whole_weights
 from .errors import SelfCorrectError
 from .evaluate import collapse_metrics
 from .models.hf import frozen_reference, needs_reference_copy
@@ -130,27 +128,6 @@ def _truncate_log(path: Path, last_step: int) -> None:
         path.write_text("".join(ln + "\n" for ln in lines))
 
 
-@contextlib.contextmanager
-def _whole_weights(model, reshard_after_forward: bool):
-    """Under FSDP, the full weights on every process for the block, gathered once (else nothing).
-
-    Sampling runs a different number of decoding steps on each process, so the weights
-    cannot be gathered per forward as FSDP does in training (that needs all processes in
-    lockstep); here no forward inside the block communicates.
-    """
-    shards = [m for m in model.modules() if isinstance(m, FSDPModule)]
-    for m in shards:
-        m.unshard()
-        m.set_reshard_after_forward(False, recurse=False)
-    try:
-        yield
-    finally:
-        for m in shards:
-            m.reshard()
-            # as FSDP has it: the root keeps its weights after forward, since backward needs them at once
-            m.set_reshard_after_forward(reshard_after_forward and m is not model, recurse=False)
-
-
 def _sample(model, frozen: Callable, dialogue: Dialogue, task: Task, problems: list, objective: Objective,
             config: TrainConfig, sampler: torch.Generator, pairing: random.Random, shard: slice,
             offline: bool = False) -> tuple[Episodes, Episodes]:
@@ -188,14 +165,6 @@ def _sample(model, frozen: Callable, dialogue: Dialogue, task: Task, problems: l
     return episodes, episodes
 
 
-def _gather_to_main(obj, main: bool) -> list | None:
-    """`obj` of every process, in process order, on the main process (moved to the CPU first)."""
-    from deepspeed.checkpoint.utils import clone_tensors_for_torch_save
-    gathered = [None] * torch.distributed.get_world_size() if main else None
-    torch.distributed.gather_object(clone_tensors_for_torch_save(obj), gathered)
-    return gathered
-
-
 def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: str | Path, resume: bool = False,
           on_checkpoint: Callable[[int, object], None] | None = None, progress: bool = True):
     """Train `model` in place; returns it.
@@ -216,21 +185,8 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     --resume) and best.pt (weights with the best windowed training reward of the final
     attempt). `on_checkpoint(step, model)` runs at each checkpoint (plots, evals).
     """
-    # A model on the CPU trains there (gloo between processes), wherever a GPU exists.
-    accelerator = Accelerator(cpu=next(model.parameters()).device.type == "cpu")
+    accelerator = make_accelerator(model, config.grad_clip)
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
-    fsdp = accelerator.distributed_type == DistributedType.FSDP
-    deepspeed = accelerator.distributed_type == DistributedType.DEEPSPEED
-    if (fsdp and not accelerator.is_fsdp2) or (deepspeed and accelerator.state.deepspeed_plugin.zero_stage == 3):
-        # sampling needs the whole weights on each process: FSDP2's `unshard` gathers them, ZeRO-2 keeps them
-        what = "FSDP version 1" if fsdp else "DeepSpeed ZeRO stage 3"
-        raise SelfCorrectError(f"accelerate config: {what} is not supported; use configs/accelerate/ddp.yaml, "
-                               "fsdp.yaml (fsdp_version: 2) or deepspeed-zero2.yaml")
-    if deepspeed:
-        # DeepSpeed clips and steps in the `backward` of a step's last micro-batch (3. below); the micro-batches
-        # are the trainer's own, so DeepSpeed accumulates nothing itself and its batch size is only a formality
-        accelerator.state.deepspeed_plugin.deepspeed_config.update(
-            train_micro_batch_size_per_gpu=1, gradient_accumulation_steps=1, gradient_clipping=config.grad_clip)
     if config.problems_per_step % world:
         raise SelfCorrectError(f"train.problems_per_step: {config.problems_per_step} does not split over {world} "
                                "processes")
@@ -249,13 +205,6 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     model, optimizer = accelerator.prepare(model, optimizer)  # FSDP2 needs both at once
     policy = accelerator.unwrap_model(model)  # samples; `model` (DDP, FSDP-sharded in place, DeepSpeed engine) trains
     frozen = lambda: contextlib.nullcontext(reference) if copied else frozen_reference(policy)
-    whole = lambda: _whole_weights(policy, fsdp and bool(accelerator.state.fsdp_plugin.reshard_after_forward))
-    # full (unsharded) weights and optimizer state, on the CPU of the main process: what the files hold
-    if deepspeed:  # ZeRO-2: whole weights on every process; the optimizer state as each one's partition
-        full_state = lambda: (accelerator.get_state_dict(model), _gather_to_main(optimizer.state_dict(), main))
-    else:
-        full_state = lambda: get_state_dict(policy, optimizer, options=StateDictOptions(full_state_dict=True,
-                                                                                          cpu_offload=True))
     sampler = torch.Generator().manual_seed(config.seed)
     picker = random.Random(config.seed)
     train_problems = task.problems("train")
@@ -265,12 +214,7 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
         state = torch.load(ckpt_path, weights_only=False)
         if state["config"] != asdict(config):
             raise ValueError(f"{ckpt_path}: checkpoint was written with a different config; cannot resume")
-        if deepspeed:  # each process takes its partition back (so as many processes as wrote them), fp32 master too
-            policy.load_state_dict(state["model"])
-            model.optimizer.load_state_dict(state["optimizer"], load_from_fp32_weights=True)
-        else:
-            set_state_dict(policy, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
-                           options=StateDictOptions(full_state_dict=True))  # under FSDP: each process its shard
+        load_full_state(accelerator, model, optimizer, state["model"], state["optimizer"])
         if keep_reference:
             reference.load_state_dict(state["reference"])
         sampler.set_state(state["sampler"])
@@ -289,13 +233,13 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
         started, clock = time.perf_counter(), _Clock(accelerator.device)
         if objective.supervised == "star" and (step - stage_start) % config.star_round_steps == 0:
             # a new STaR round samples from the current policy
-            reference.load_state_dict(get_model_state_dict(policy, options=StateDictOptions(full_state_dict=True)))
+            reference.load_state_dict(full_weights(policy))
         # 1. Rollout: n samples of each problem, contiguous (the leave-one-out groups); this process's shard.
         problems = [p for p in picker.sample(train_problems, config.problems_per_step) for _ in range(n)]
         pairing = random.Random(f"{config.seed}/{step}/{rank}")  # Pair-SFT's choice of partners
         model.eval()
         offline = objective.offline_firsts and (step - stage_start) % 2 == 1  # every other step of the stage
-        with whole():
+        with whole_weights(accelerator, policy):
             episodes, batch = _sample(policy, frozen, dialogue, task, problems, objective, config, sampler, pairing,
                                       shard, offline)
         clock.split("generate")
@@ -379,7 +323,7 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
         # 5. Checkpoint (atomic, main process), and keep the best weights by windowed training reward.
         if step % config.checkpoint_every == 0 or step == len(schedule):
             score = sum(window) / len(window)
-            weights, optimizer_state = full_state()  # every process takes part; the main one gets them
+            weights, optimizer_state = full_state(accelerator, model, optimizer)  # the main process gets them
             if main and score > best:
                 _atomic_save({"model": weights, "step": step, "train_reward": score}, best_path)
             best = max(best, score)
@@ -390,7 +334,7 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
                     "config": asdict(config), **({"reference": reference.state_dict()} if keep_reference else {}),
                 }, ckpt_path)
             if on_checkpoint:
-                with whole():
+                with whole_weights(accelerator, policy):
                     if main:
                         on_checkpoint(step, policy)
             accelerator.wait_for_everyone()
