@@ -1,6 +1,9 @@
 """Bad input: one line naming the field or file, exit code 2, nothing written. And the demo end to end."""
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +120,36 @@ def test_compare_refuses_to_mix_runs_made_with_another_config(tmp_path, capsys):
                      "test_problems: 40\nval_problems: 20\n")
     assert main(["compare", "--config", str(other), *args[1:]]) == 2
     assert "made with another config" in capsys.readouterr().err
+
+
+_ORPHAN = """
+import multiprocessing, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from selfcorrect.experiment import _die_with_parent
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent)
+    print(pool.submit(__import__("os").getpid).result(), flush=True)
+    pool.submit(time.sleep, 120)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_suite_workers_die_with_a_killed_suite(tmp_path):
+    script = tmp_path / "suite.py"
+    script.write_text(_ORPHAN)
+    suite = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(suite.stdout.readline())
+    suite.terminate()  # SIGTERM: no Python clean-up runs in the suite's process
+    suite.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(worker):
+        time.sleep(0.1)
+    assert not _alive(worker)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False

@@ -9,10 +9,13 @@ their last checkpoint.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import multiprocessing
+import signal
 import statistics
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -74,6 +77,15 @@ QUICK = ExperimentConfig(
                       star_round_steps=3),
     test_problems=40, val_problems=20,
 )
+
+
+def _die_with_parent() -> None:
+    """Worker initializer: the kernel ends a worker when the suite's process dies, however it dies.
+
+    Without it, a suite killed by SIGTERM leaves its workers training to the end of their runs.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def _numbers(metrics: dict) -> dict:
@@ -156,7 +168,8 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str
 
     finished = {}
     if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_die_with_parent) as pool:
             futures = {pool.submit(_run_method, *args(*job), False, 1): job for job in jobs}
             for future in tqdm(as_completed(futures), total=len(jobs), desc="runs", disable=not progress):
                 finished[futures[future]] = future.result()
