@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,16 @@ def test_sharded_matches_one_process_and_resumes(one, tmp_path, config, kind):
     _launch(resumed, "--config_file", str(CONFIGS / config), resume=True)
     _same_trajectory(_metrics(two), _metrics(resumed))
     _same_weights(two / "checkpoint.pt", resumed / "checkpoint.pt")
+
+
+def test_a_sharding_config_that_accelerate_drops_is_reported(monkeypatch):
+    from selfcorrect.distributed import make_accelerator
+
+    model = torch.nn.Linear(2, 2)  # on the CPU, where accelerate 1.15 ignores FSDP and DeepSpeed configs
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.warns(UserWarning, match="asks for FSDP, but accelerate runs this launch as"):
+        make_accelerator(model, grad_clip=1.0)
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_accelerator(model, grad_clip=1.0)

@@ -8,6 +8,8 @@ sampling needs, and checkpoints holding full weights, written by the main proces
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 
 import torch
 from accelerate import Accelerator
@@ -25,6 +27,12 @@ def make_accelerator(model, grad_clip: float) -> Accelerator:
     # A model on the CPU trains there (gloo between processes), wherever a GPU exists.
     accelerator = Accelerator(cpu=next(model.parameters()).device.type == "cpu")
     fsdp, deepspeed = _is_fsdp(accelerator), _is_deepspeed(accelerator)
+    asked = [name for name, flag in (("FSDP", "ACCELERATE_USE_FSDP"), ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED"))
+             if os.environ.get(flag, "").lower() == "true"]  # what `accelerate launch` read from its config
+    if asked and not (fsdp or deepspeed):
+        # accelerate (1.15) takes these configs only on accelerators and quietly falls back otherwise
+        warnings.warn(f"accelerate config asks for {asked[0]}, but accelerate runs this launch as "
+                      f"{accelerator.distributed_type.value} (the model is on the CPU): nothing is sharded", stacklevel=2)
     if (fsdp and not accelerator.is_fsdp2) or (deepspeed and accelerator.state.deepspeed_plugin.zero_stage == 3):
         # sampling needs the whole weights on each process: FSDP2's `unshard` gathers them, ZeRO-2 keeps them
         what = "FSDP version 1" if fsdp else "DeepSpeed ZeRO stage 3"
