@@ -182,9 +182,10 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str
         runs.setdefault(method, []).append(finished[method, seed])
 
     results = {method: [r["metrics"] for r in rs] for method, rs in runs.items()}
-    table = markdown_table({METHOD_NAMES[m]: rs for m, rs in results.items()})
+    named = {METHOD_NAMES[m]: rs for m, rs in results.items()}
+    table = markdown_table(named)
     if config.seeds > 1:
-        table += "\n\nPer seed, in %:\n\n" + per_seed_table({METHOD_NAMES[m]: rs for m, rs in results.items()})
+        table += "\n\nPer seed, in %:\n\n" + per_seed_table(named)
     elapsed = time.perf_counter() - started
     summary = {
         "config": dataclasses.asdict(config), "seconds": elapsed, "results": results,
