@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from selfcorrect.cli import main
 from selfcorrect.config import load_yaml, read_yaml
@@ -90,6 +91,26 @@ def test_quick_compare_writes_plots_and_resumes_a_suite(tmp_path, capsys):
     assert json.loads((out / "results.json").read_text())["results"] == results["results"]
 
 
+def test_score_variants_share_stage_one_and_end_as_if_trained_alone(tmp_path):
+    cache = tmp_path / "cache"
+    run = lambda methods, out: main(["compare", "--quick", "--methods", methods, "--workers", "2", "--out",
+                                     str(tmp_path / out), "--cache-dir", str(cache), "--no-progress"])
+    assert run("score,no_shaping,score_star", "shared") == 0
+    assert run("no_shaping", "alone") == 0 and run("score_star", "alone") == 0  # one method: nothing shared
+    shared, alone = tmp_path / "shared" / "runs", tmp_path / "alone" / "runs"
+    assert (shared / "stage1-shared-seed0" / "checkpoint.pt").exists() and not (alone / "stage1-shared-seed0").exists()
+    strip = lambda path: [{k: v for k, v in json.loads(x).items() if "per_s" not in k and k != "seconds"
+                           and not k.startswith("time_")} for x in path.read_text().splitlines()]
+    for method in ("no_shaping", "score_star"):
+        a, b = shared / f"{method}-seed0", alone / f"{method}-seed0"
+        assert json.loads((a / "result.json").read_text())["metrics"] == json.loads((b / "result.json").read_text())["metrics"]
+        assert strip(a / "metrics.jsonl") == strip(b / "metrics.jsonl")
+        stages = [x["stage"] for x in strip(a / "metrics.jsonl")]
+        assert stages[:3] == ["stage1"] * 3 and len(stages) == 6 and "stage1" not in stages[3:]
+        weights = [torch.load(d / "best.pt", weights_only=False)["model"] for d in (a, b)]
+        assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[1])
+
+
 def test_demo_rejects_a_bad_device(tmp_path, capsys):
     assert main(["demo", "--quick", "--device", "gpu0", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
@@ -111,7 +132,7 @@ def test_shipped_configs_load(path):
 
 def test_compare_refuses_to_mix_runs_made_with_another_config(tmp_path, capsys):
     out, cache = tmp_path / "cmp", tmp_path / "cache"
-    args = ["--quick", "--methods", "naive", "--out", str(out), "--cache-dir", str(cache), "--no-progress"]
+    args = ["--quick", "--methods", "naive,score,no_shaping", "--out", str(out), "--cache-dir", str(cache), "--no-progress"]
     assert main(["compare", *args]) == 0
     other = tmp_path / "other.yaml"
     other.write_text("model:\n  hidden_size: 32\n  layers: 2\n  intermediate_size: 64\n  pretrain_steps: 40\n"

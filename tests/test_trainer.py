@@ -2,12 +2,14 @@
 
 import copy
 import json
+from dataclasses import asdict, replace
 
 import pytest
 import torch
 
+from selfcorrect.errors import SelfCorrectError
 from selfcorrect.rollout import SamplingConfig
-from selfcorrect.trainer import TrainConfig, load_weights, stages, train
+from selfcorrect.trainer import TrainConfig, continues, load_weights, stages, train
 
 CONFIG = TrainConfig(method="score", steps=4, stage1_steps=2, problems_per_step=3, samples_per_problem=2,
                      micro_batch=4, checkpoint_every=2, sampling=SamplingConfig(max_new_tokens=8), lr=1e-3)
@@ -61,8 +63,24 @@ def test_metrics_and_best_checkpoint(tiny_model, dialogue, task, tmp_path):
 def test_resume_refuses_a_different_config(tiny_model, dialogue, task, tmp_path):
     train(copy.deepcopy(tiny_model), dialogue, task, CONFIG, tmp_path, progress=False)
     other = TrainConfig(**{**CONFIG.__dict__, "lr": 5e-4})
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(SelfCorrectError, match="made with another config"):
         train(copy.deepcopy(tiny_model), dialogue, task, other, tmp_path, resume=True, progress=False)
+
+
+def test_a_run_continues_only_from_a_checkpoint_of_its_own_first_steps():
+    stage_one = asdict(replace(CONFIG, method="stage1_only", steps=2))  # SCoRe's Stage I on its own
+    assert continues(stage_one, CONFIG, 2) and continues(stage_one, replace(CONFIG, method="score_star"), 2)
+    assert not continues(stage_one, replace(CONFIG, method="naive"), 2)  # another first stage
+    assert not continues(stage_one, replace(CONFIG, method="no_stage1"), 2)
+    assert not continues(asdict(replace(CONFIG, method="stage1_only", steps=4)), CONFIG, 3)  # past Stage I
+    assert not continues({**stage_one, "lr": 1.0}, CONFIG, 2)
+
+
+def test_checkpoints_also_end_each_stage(tiny_model, dialogue, task, tmp_path):
+    steps = []
+    train(copy.deepcopy(tiny_model), dialogue, task, replace(CONFIG, checkpoint_every=3), tmp_path,
+          on_checkpoint=lambda step, model: steps.append(step), progress=False)
+    assert steps == [2, 3, 4]  # end of Stage I, every 3 steps, end of the run
 
 
 def test_every_method_spends_the_same_steps():

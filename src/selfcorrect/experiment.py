@@ -4,21 +4,26 @@ base (cached) -> Self-Refine row -> every method trained on the same budget of s
 episodes, for each seed -> greedy evaluation on the same held-out problems -> table,
 results.json, report.md and plots. Each (method, seed) run keeps its own folder, so an
 interrupted suite resumes: finished runs are read back, unfinished ones resume from
-their last checkpoint.
+their last checkpoint. SCoRe variants that begin with the same Stage I (the ablations)
+train it once per seed and each continues from its checkpoint: the same runs, less work.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import json
 import multiprocessing
+import os
+import shutil
 import signal
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -32,7 +37,7 @@ from .models import TinyModelConfig, load_or_pretrain
 from .models.hf import resolve_device
 from .report import markdown_table, per_seed_table, plot_comparison, plot_curves, write_json, write_text_atomic
 from .tasks import ModRootConfig, ModRootTask
-from .trainer import TrainConfig, load_weights, train
+from .trainer import TrainConfig, continues, load_weights, train
 
 METHOD_NAMES = {
     "self_refine": "Self-Refine (base + instruction)", "star": "STaR (D_STaR)", "star_plus": "STaR (D+_STaR)",
@@ -42,6 +47,7 @@ METHOD_NAMES = {
     "score_offline": "SCoRe + base first attempts as offline prompts",
     "stage1_only": "SCoRe Stage I only",
 }
+FIRST_STAGE = "first_stage"  # a job: a seed's Stage I, shared by the SCoRe variants that begin with it
 SUITES = {
     "demo": ("naive", "score"),
     "paper": ("star", "star_plus", "pair_sft", "pair_sft_plus", "naive", "single_turn", "score", "no_stage1",
@@ -97,23 +103,36 @@ def _transcripts(method: str, ev, limit: int = 50) -> list[dict]:
             for p, responses, rewards in list(zip(ev.problems, ev.responses, ev.rewards.tolist()))[:limit]]
 
 
-def _run_method(config: ExperimentConfig, method: str, seed: int, run_dir: Path, base_point: dict,
-                cache_dir, progress: bool, threads: int | None = None) -> dict:
-    """Train one (method, seed) from the cached base and evaluate its best checkpoint on the test problems.
+def _first_stage(train: TrainConfig, seed: int) -> TrainConfig:
+    """Stage I on its own: the run that SCoRe's variants share."""
+    return dataclasses.replace(train, method="stage1_only", steps=train.stage1_steps, seed=seed)
 
-    The result is cached in run_dir/result.json; an unfinished run resumes from its checkpoint.
+
+def _sharing_first_stage(config: ExperimentConfig) -> set[str]:
+    """The methods of `config` that begin with the same Stage I, when two or more do (trained once a seed)."""
+    if not config.train.stage1_steps:
+        return set()
+    prefix = dataclasses.asdict(_first_stage(config.train, 0))
+    methods = {m for m in config.methods
+               if continues(prefix, dataclasses.replace(config.train, method=m, seed=0), config.train.stage1_steps)}
+    return methods if len(methods) > 1 else set()
+
+
+def _continue_from(stage_dir: Path, run_dir: Path) -> None:
+    """Start run_dir at the end of a shared first stage: its log, curve, best and last checkpoint."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("metrics.jsonl", "curve.jsonl", "best.pt"):
+        shutil.copyfile(stage_dir / name, run_dir / name)
+    shutil.copyfile(stage_dir / "checkpoint.pt", run_dir / "checkpoint.tmp")
+    os.replace(run_dir / "checkpoint.tmp", run_dir / "checkpoint.pt")  # last: its presence means "resume"
+
+
+def _train_run(config: ExperimentConfig, train_config: TrainConfig, run_dir: Path, cache_dir, progress: bool,
+               threads: int | None):
+    """Train from the cached base, resuming from run_dir's checkpoint, with a validation curve.
+
     Self-contained (it loads the base itself) so that it can run in a worker process.
     """
-    done = run_dir / "result.json"
-    train_config = dataclasses.replace(config.train, method=method, seed=seed)
-    setup = json.loads(json.dumps({"task": dataclasses.asdict(config.task), "model": dataclasses.asdict(config.model),
-                                   "train": dataclasses.asdict(train_config), "test_problems": config.test_problems,
-                                   "val_problems": config.val_problems}))
-    if done.exists():
-        result = json.loads(done.read_text())
-        if result["setup"] != setup:
-            raise SelfCorrectError(f"{done}: this run was made with another config; use a new --out folder")
-        return result
     if threads:
         torch.set_num_threads(threads)
     task = ModRootTask(config.task)
@@ -131,8 +150,36 @@ def _run_method(config: ExperimentConfig, method: str, seed: int, run_dir: Path,
 
     model = train(base, dialogue, task, train_config, run_dir, resume=resume, on_checkpoint=on_checkpoint,
                   progress=progress)
+    return model, dialogue, task, curve
+
+
+def _run_first_stage(config: ExperimentConfig, seed: int, stage_dir: Path, cache_dir, progress: bool,
+                     threads: int | None = None) -> None:
+    _train_run(config, _first_stage(config.train, seed), stage_dir, cache_dir, progress, threads)  # (a no-op when done)
+
+
+def _run_method(config: ExperimentConfig, method: str, seed: int, run_dir: Path, base_point: dict,
+                cache_dir, progress: bool, threads: int | None = None, first_stage: Path | None = None) -> dict:
+    """Train one (method, seed) and evaluate its best checkpoint on the test problems.
+
+    The result is cached in run_dir/result.json; an unfinished run resumes from its checkpoint.
+    With `first_stage` (a finished shared Stage I), a new run starts where that one ended.
+    """
+    done = run_dir / "result.json"
+    train_config = dataclasses.replace(config.train, method=method, seed=seed)
+    setup = json.loads(json.dumps({"task": dataclasses.asdict(config.task), "model": dataclasses.asdict(config.model),
+                                   "train": dataclasses.asdict(train_config), "test_problems": config.test_problems,
+                                   "val_problems": config.val_problems}))
+    if done.exists():
+        result = json.loads(done.read_text())
+        if result["setup"] != setup:
+            raise SelfCorrectError(f"{done}: this run was made with another config; use a new --out folder")
+        return result
+    if first_stage and not (run_dir / "checkpoint.pt").exists():
+        _continue_from(first_stage, run_dir)
+    model, dialogue, task, curve = _train_run(config, train_config, run_dir, cache_dir, progress, threads)
     final = evaluate(load_weights(model, run_dir / "best.pt"), dialogue, task,
-                     task.problems("test", config.test_problems), attempts)
+                     task.problems("test", config.test_problems), config.train.attempts)
     result = {"setup": setup, "metrics": final.metrics, "edit_ratios": final.edit_ratios, "curve": [base_point] + curve,
               "transcripts": _transcripts(method, final)}
     write_json(done, result)
@@ -158,26 +205,44 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str
     runs = {"self_refine": [{"metrics": base_eval.metrics, "edit_ratios": base_eval.edit_ratios,
                              "transcripts": _transcripts("self_refine", base_eval)}]}
 
+    # SCoRe variants of a seed wait for that seed's shared Stage I, which goes first ("first stage").
+    sharing = _sharing_first_stage(config)
     jobs = [(method, seed) for seed in range(config.seeds) for method in config.methods]
-    args = lambda method, seed: (config, method, seed, out / "runs" / f"{method}-seed{seed}", base_point, cache_dir)
+    stage_dir = lambda seed: out / "runs" / f"stage1-shared-seed{seed}"
+    order = [(FIRST_STAGE, seed) for seed in range(config.seeds) if sharing] + jobs
+
+    def call(job, progress, threads=None):
+        method, seed = job
+        if method == FIRST_STAGE:
+            return partial(_run_first_stage, config, seed, stage_dir(seed), cache_dir, progress, threads)
+        return partial(_run_method, config, method, seed, out / "runs" / f"{method}-seed{seed}", base_point,
+                       cache_dir, progress, threads, stage_dir(seed) if method in sharing else None)
 
     def report(method, seed, result):
         m = result["metrics"]
         log(f"{METHOD_NAMES[method]} seed {seed}: Acc@t1 {m['acc_t1']:.3f}  Acc@t2 {m['acc_t2']:.3f}  "
             f"Delta {m['delta']:+.3f}")
 
-    finished = {}
-    if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_die_with_parent) as pool:
-            futures = {pool.submit(_run_method, *args(*job), False, 1): job for job in jobs}
-            for future in tqdm(as_completed(futures), total=len(jobs), desc="runs", disable=not progress):
-                finished[futures[future]] = future.result()
-                report(*futures[future], finished[futures[future]])
-    else:
-        for job in jobs:
-            finished[job] = _run_method(*args(*job), progress)
-            report(*job, finished[job])
+    finished, running = {}, {}
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                       initializer=_die_with_parent)) if workers > 1 else None
+        bar = stack.enter_context(tqdm(total=len(order), desc="runs", disable=not (progress and pool)))
+        while order or running:
+            ready = [job for job in order if job[0] not in sharing or (FIRST_STAGE, job[1]) in finished]
+            for job in ready[:max(workers - len(running), 0)]:
+                order.remove(job)
+                if pool:
+                    running[pool.submit(call(job, False, 1))] = job
+                else:  # in this process, with its progress bars
+                    running[future := Future()] = job
+                    future.set_result(call(job, progress)())
+            for future in wait(running, return_when=FIRST_COMPLETED).done:
+                job = running.pop(future)
+                finished[job] = future.result()
+                bar.update(1)
+                if job[0] != FIRST_STAGE:
+                    report(*job, finished[job])
     for method, seed in jobs:
         runs.setdefault(method, []).append(finished[method, seed])
 

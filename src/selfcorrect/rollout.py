@@ -100,12 +100,14 @@ def pack(dialogue: Dialogue, prompts: Sequence[str], attempts: Sequence[Sequence
     """Lay out prompt, attempts and instruction turns into right-padded sequences."""
     rows, masks = [], []
     num_attempts = len(attempts[0])
+    # tokenized once: a batch repeats each prompt n times and the instruction in every row
+    firsts, turn = {p: dialogue.first_turn(p) for p in dict.fromkeys(prompts)}, dialogue.next_turn(instruction)
     for prompt, atts in zip(prompts, attempts):
-        ids = dialogue.first_turn(prompt)
+        ids = firsts[prompt]
         spans = []
         for k, att in enumerate(atts):
             if k:
-                ids = ids + dialogue.next_turn(instruction)
+                ids = ids + turn
             spans.append((len(ids), len(ids) + len(att)))
             ids = ids + list(att)
         rows.append(ids)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import os
 import random
@@ -99,6 +100,29 @@ def stages(config: TrainConfig) -> list[tuple[Objective, int]]:
         "pair_sft_plus": lambda: [(pair_sft(plus=True), c.steps)],
     }
     return [(obj, n) for obj, n in plans[c.method]() if n > 0]
+
+
+def schedule(config: TrainConfig) -> list[tuple[Objective, int]]:
+    """(objective, first step of its stage) for every step of the run."""
+    plan = stages(config)
+    return [(obj, sum(m for _, m in plan[:i])) for i, (obj, n_steps) in enumerate(plan) for _ in range(n_steps)]
+
+
+def continues(saved: dict, config: TrainConfig, step: int) -> bool:
+    """Whether a checkpoint written at `step` by a run with config `saved` is a point of a run with `config`.
+
+    True for the same config, and for a run that differs only in method and length but whose
+    first `step` steps are this run's (SCoRe variants share Stage I: `selfcorrect compare`
+    trains it once and continues each variant from its checkpoint).
+    """
+    if saved == asdict(config):
+        return True
+    try:
+        other = dataclasses.replace(config, method=saved["method"], steps=saved["steps"])
+    except (KeyError, SelfCorrectError):
+        return False
+    mine = schedule(config)
+    return asdict(other) == saved and len(mine) >= step and schedule(other)[:step] == mine[:step]
 
 
 class _Clock:
@@ -195,8 +219,7 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     shard = slice(rank * rows, (rank + 1) * rows)  # this process's episodes of each step
     out = Path(out_dir)
     ckpt_path, best_path, log_path = out / "checkpoint.pt", out / "best.pt", out / "metrics.jsonl"
-    plan = stages(config)
-    schedule = [(obj, sum(m for _, m in plan[:i])) for i, (obj, n_steps) in enumerate(plan) for _ in range(n_steps)]
+    plan = schedule(config)
     keep_reference = any(obj.supervised == "star" for obj, _ in plan)  # it holds the STaR round's sampler
     copied = keep_reference or needs_reference_copy(model)
     # copied before `prepare`, so FSDP never shards it (every process starts from the same weights)
@@ -212,10 +235,11 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
 
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
-        if state["config"] != asdict(config):
-            raise ValueError(f"{ckpt_path}: checkpoint was written with a different config; cannot resume")
+        if not continues(state["config"], config, state["step"]):
+            raise SelfCorrectError(f"{ckpt_path}: this checkpoint was made with another config; resume with that "
+                                   "config or start in a new folder")
         load_full_state(accelerator, model, optimizer, state["model"], state["optimizer"])
-        if keep_reference:
+        if keep_reference and "reference" in state:  # (absent: a shared stage before any STaR round)
             reference.load_state_dict(state["reference"])
         sampler.set_state(state["sampler"])
         picker.setstate(state["picker"])
@@ -227,9 +251,9 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     if main:
         out.mkdir(parents=True, exist_ok=True)
 
-    bar = tqdm(total=len(schedule), initial=step, desc=config.method, disable=not (progress and main), unit="step")
-    while step < len(schedule):
-        objective, stage_start = schedule[step]
+    bar = tqdm(total=len(plan), initial=step, desc=config.method, disable=not (progress and main), unit="step")
+    while step < len(plan):
+        objective, stage_start = plan[step]
         started, clock = time.perf_counter(), _Clock(accelerator.device)
         if objective.supervised == "star" and (step - stage_start) % config.star_round_steps == 0:
             # a new STaR round samples from the current policy
@@ -320,8 +344,9 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
         bar.update(1)
         bar.set_postfix(stage=objective.name, r1=f"{rewards[0]:.2f}", rK=f"{rewards[-1]:.2f}")
 
-        # 5. Checkpoint (atomic, main process), and keep the best weights by windowed training reward.
-        if step % config.checkpoint_every == 0 or step == len(schedule):
+        # 5. Checkpoint (atomic, main process), and keep the best weights by windowed training reward;
+        # also at the end of each stage, so that a run sharing this one's first stage continues from there.
+        if step % config.checkpoint_every == 0 or step == len(plan) or plan[step][1] != stage_start:
             score = sum(window) / len(window)
             weights, optimizer_state = full_state(accelerator, model, optimizer)  # the main process gets them
             if main and score > best:
