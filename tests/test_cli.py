@@ -1,6 +1,7 @@
 """Bad input: one line naming the field or file, exit code 2, nothing written. And the demo end to end."""
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -109,6 +110,8 @@ def test_score_variants_share_stage_one_and_end_as_if_trained_alone(tmp_path):
         assert stages[:3] == ["stage1"] * 3 and len(stages) == 6 and "stage1" not in stages[3:]
         weights = [torch.load(d / "best.pt", weights_only=False)["model"] for d in (a, b)]
         assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[1])
+    shutil.rmtree(shared / "stage1-shared-seed0")  # every variant has finished: nothing is trained again
+    assert run("score,no_shaping,score_star", "shared") == 0 and not (shared / "stage1-shared-seed0").exists()
 
 
 def test_demo_rejects_a_bad_device(tmp_path, capsys):
@@ -132,15 +135,18 @@ def test_shipped_configs_load(path):
 
 def test_compare_refuses_to_mix_runs_made_with_another_config(tmp_path, capsys):
     out, cache = tmp_path / "cmp", tmp_path / "cache"
-    args = ["--quick", "--methods", "naive,score,no_shaping", "--out", str(out), "--cache-dir", str(cache), "--no-progress"]
-    assert main(["compare", *args]) == 0
-    other = tmp_path / "other.yaml"
-    other.write_text("model:\n  hidden_size: 32\n  layers: 2\n  intermediate_size: 64\n  pretrain_steps: 40\n"
-                     "  batch_size: 32\ntrain:\n  steps: 6\n  stage1_steps: 3\n  problems_per_step: 4\n"
-                     "  samples_per_problem: 2\n  checkpoint_every: 3\n  star_round_steps: 3\n  lr: 0.001\n"
+    args = ["--quick", "--out", str(out), "--cache-dir", str(cache), "--no-progress"]
+    assert main(["compare", "--methods", "naive,score,no_shaping", *args]) == 0
+    (out / "runs" / "naive-seed0" / "result.json").unlink()  # as if interrupted: naive unfinished
+    other = tmp_path / "other.yaml"  # the quick config on another task
+    other.write_text("task:\n  copy_prob: 0.5\nmodel:\n  hidden_size: 32\n  layers: 2\n  intermediate_size: 64\n"
+                     "  pretrain_steps: 40\n  batch_size: 32\ntrain:\n  steps: 6\n  stage1_steps: 3\n"
+                     "  problems_per_step: 4\n  samples_per_problem: 2\n  checkpoint_every: 3\n  star_round_steps: 3\n"
                      "test_problems: 40\nval_problems: 20\n")
-    assert main(["compare", "--config", str(other), *args[1:]]) == 2
-    assert "made with another config" in capsys.readouterr().err
+    # a finished run, an unfinished one, and the finished shared Stage I (stage1_only would continue from it)
+    for methods in ("score", "naive", "stage1_only,score"):
+        assert main(["compare", "--config", str(other), "--methods", methods, *args[1:]]) == 2
+        assert "made with another config" in capsys.readouterr().err
 
 
 _ORPHAN = """

@@ -74,6 +74,10 @@ def test_a_run_continues_only_from_a_checkpoint_of_its_own_first_steps():
     assert not continues(stage_one, replace(CONFIG, method="no_stage1"), 2)
     assert not continues(asdict(replace(CONFIG, method="stage1_only", steps=4)), CONFIG, 3)  # past Stage I
     assert not continues({**stage_one, "lr": 1.0}, CONFIG, 2)
+    every3 = replace(CONFIG, checkpoint_every=3)  # Stage I ends at step 2, between two regular checkpoints
+    stage_one = asdict(replace(every3, method="stage1_only", steps=2))
+    assert continues(stage_one, every3, 2)  # SCoRe checkpoints at the end of Stage I too
+    assert not continues(stage_one, replace(every3, method="stage1_only"), 2)  # one long stage: not at step 2
 
 
 def test_checkpoints_also_end_each_stage(tiny_model, dialogue, task, tmp_path):

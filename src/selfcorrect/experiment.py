@@ -123,8 +123,20 @@ def _continue_from(stage_dir: Path, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in ("metrics.jsonl", "curve.jsonl", "best.pt"):
         shutil.copyfile(stage_dir / name, run_dir / name)
-    shutil.copyfile(stage_dir / "checkpoint.pt", run_dir / "checkpoint.tmp")
-    os.replace(run_dir / "checkpoint.tmp", run_dir / "checkpoint.pt")  # last: its presence means "resume"
+    shutil.copyfile(stage_dir / "checkpoint.pt", run_dir / "checkpoint.pt.tmp")
+    os.replace(run_dir / "checkpoint.pt.tmp", run_dir / "checkpoint.pt")  # last: its presence means "resume"
+
+
+def _setup(config: ExperimentConfig, train_config: TrainConfig) -> dict:
+    """What a run's folder was made with (as JSON reads it back)."""
+    return json.loads(json.dumps({"task": dataclasses.asdict(config.task), "model": dataclasses.asdict(config.model),
+                                  "train": dataclasses.asdict(train_config), "test_problems": config.test_problems,
+                                  "val_problems": config.val_problems}))
+
+
+def _check_setup(path: Path, setup: dict) -> None:
+    if json.loads(path.read_text())["setup"] != setup:
+        raise SelfCorrectError(f"{path}: this run was made with another config; use a new --out folder")
 
 
 def _train_run(config: ExperimentConfig, train_config: TrainConfig, run_dir: Path, cache_dir, progress: bool,
@@ -133,6 +145,12 @@ def _train_run(config: ExperimentConfig, train_config: TrainConfig, run_dir: Pat
 
     Self-contained (it loads the base itself) so that it can run in a worker process.
     """
+    # a folder belongs to one setup: claimed when its run begins, checked when it is resumed
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if (run_dir / "setup.json").exists():
+        _check_setup(run_dir / "setup.json", _setup(config, train_config))
+    else:
+        write_json(run_dir / "setup.json", {"setup": _setup(config, train_config)})
     if threads:
         torch.set_num_threads(threads)
     task = ModRootTask(config.task)
@@ -155,7 +173,12 @@ def _train_run(config: ExperimentConfig, train_config: TrainConfig, run_dir: Pat
 
 def _run_first_stage(config: ExperimentConfig, seed: int, stage_dir: Path, cache_dir, progress: bool,
                      threads: int | None = None) -> None:
-    _train_run(config, _first_stage(config.train, seed), stage_dir, cache_dir, progress, threads)  # (a no-op when done)
+    """A seed's shared Stage I (resumed when interrupted, skipped when done)."""
+    train_config = _first_stage(config.train, seed)
+    if (stage_dir / "done").exists():
+        return _check_setup(stage_dir / "setup.json", _setup(config, train_config))
+    _train_run(config, train_config, stage_dir, cache_dir, progress, threads)
+    (stage_dir / "done").touch()
 
 
 def _run_method(config: ExperimentConfig, method: str, seed: int, run_dir: Path, base_point: dict,
@@ -167,14 +190,10 @@ def _run_method(config: ExperimentConfig, method: str, seed: int, run_dir: Path,
     """
     done = run_dir / "result.json"
     train_config = dataclasses.replace(config.train, method=method, seed=seed)
-    setup = json.loads(json.dumps({"task": dataclasses.asdict(config.task), "model": dataclasses.asdict(config.model),
-                                   "train": dataclasses.asdict(train_config), "test_problems": config.test_problems,
-                                   "val_problems": config.val_problems}))
+    setup = _setup(config, train_config)
     if done.exists():
-        result = json.loads(done.read_text())
-        if result["setup"] != setup:
-            raise SelfCorrectError(f"{done}: this run was made with another config; use a new --out folder")
-        return result
+        _check_setup(done, setup)
+        return json.loads(done.read_text())
     if first_stage and not (run_dir / "checkpoint.pt").exists():
         _continue_from(first_stage, run_dir)
     model, dialogue, task, curve = _train_run(config, train_config, run_dir, cache_dir, progress, threads)
@@ -209,7 +228,9 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str
     sharing = _sharing_first_stage(config)
     jobs = [(method, seed) for seed in range(config.seeds) for method in config.methods]
     stage_dir = lambda seed: out / "runs" / f"stage1-shared-seed{seed}"
-    order = [(FIRST_STAGE, seed) for seed in range(config.seeds) if sharing] + jobs
+    begun = lambda m, seed: any((out / "runs" / f"{m}-seed{seed}" / f).exists() for f in ("result.json", "checkpoint.pt"))
+    # a seed whose variants have all begun needs no shared Stage I (its folder may be gone)
+    order = [(FIRST_STAGE, seed) for seed in range(config.seeds) if not all(begun(m, seed) for m in sharing)] + jobs
 
     def call(job, progress, threads=None):
         method, seed = job
@@ -229,8 +250,9 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str
                                                        initializer=_die_with_parent)) if workers > 1 else None
         bar = stack.enter_context(tqdm(total=len(order), desc="runs", disable=not (progress and pool)))
         while order or running:
-            ready = [job for job in order if job[0] not in sharing or (FIRST_STAGE, job[1]) in finished]
-            for job in ready[:max(workers - len(running), 0)]:
+            unfinished = order + list(running.values())
+            ready = [job for job in order if job[0] not in sharing or (FIRST_STAGE, job[1]) not in unfinished]
+            for job in ready[:workers - len(running)]:
                 order.remove(job)
                 if pool:
                     running[pool.submit(call(job, False, 1))] = job

@@ -108,12 +108,19 @@ def schedule(config: TrainConfig) -> list[tuple[Objective, int]]:
     return [(obj, sum(m for _, m in plan[:i])) for i, (obj, n_steps) in enumerate(plan) for _ in range(n_steps)]
 
 
+def checkpoint_due(per_step: list[tuple[Objective, int]], step: int, every: int) -> bool:
+    """After `step` steps: every `every` steps, and at the end of each stage (where a run
+    sharing this one's first stage continues from)."""
+    return step % every == 0 or step == len(per_step) or per_step[step][1] != per_step[step - 1][1]
+
+
 def continues(saved: dict, config: TrainConfig, step: int) -> bool:
     """Whether a checkpoint written at `step` by a run with config `saved` is a point of a run with `config`.
 
     True for the same config, and for a run that differs only in method and length but whose
-    first `step` steps are this run's (SCoRe variants share Stage I: `selfcorrect compare`
-    trains it once and continues each variant from its checkpoint).
+    first `step` steps are this run's and which checkpoints at `step` too, so that it keeps the
+    same best weights (SCoRe variants share Stage I: `selfcorrect compare` trains it once and
+    continues each variant from its checkpoint).
     """
     if saved == asdict(config):
         return True
@@ -122,7 +129,8 @@ def continues(saved: dict, config: TrainConfig, step: int) -> bool:
     except (KeyError, SelfCorrectError):
         return False
     mine = schedule(config)
-    return asdict(other) == saved and len(mine) >= step and schedule(other)[:step] == mine[:step]
+    return (asdict(other) == saved and 0 < step <= len(mine) and schedule(other)[:step] == mine[:step]
+            and checkpoint_due(mine, step, config.checkpoint_every))
 
 
 class _Clock:
@@ -219,8 +227,8 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     shard = slice(rank * rows, (rank + 1) * rows)  # this process's episodes of each step
     out = Path(out_dir)
     ckpt_path, best_path, log_path = out / "checkpoint.pt", out / "best.pt", out / "metrics.jsonl"
-    plan = schedule(config)
-    keep_reference = any(obj.supervised == "star" for obj, _ in plan)  # it holds the STaR round's sampler
+    per_step = schedule(config)
+    keep_reference = any(obj.supervised == "star" for obj, _ in per_step)  # it holds the STaR round's sampler
     copied = keep_reference or needs_reference_copy(model)
     # copied before `prepare`, so FSDP never shards it (every process starts from the same weights)
     reference = copy.deepcopy(model).eval().requires_grad_(False) if copied else None
@@ -251,9 +259,9 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     if main:
         out.mkdir(parents=True, exist_ok=True)
 
-    bar = tqdm(total=len(plan), initial=step, desc=config.method, disable=not (progress and main), unit="step")
-    while step < len(plan):
-        objective, stage_start = plan[step]
+    bar = tqdm(total=len(per_step), initial=step, desc=config.method, disable=not (progress and main), unit="step")
+    while step < len(per_step):
+        objective, stage_start = per_step[step]
         started, clock = time.perf_counter(), _Clock(accelerator.device)
         if objective.supervised == "star" and (step - stage_start) % config.star_round_steps == 0:
             # a new STaR round samples from the current policy
@@ -344,9 +352,8 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
         bar.update(1)
         bar.set_postfix(stage=objective.name, r1=f"{rewards[0]:.2f}", rK=f"{rewards[-1]:.2f}")
 
-        # 5. Checkpoint (atomic, main process), and keep the best weights by windowed training reward;
-        # also at the end of each stage, so that a run sharing this one's first stage continues from there.
-        if step % config.checkpoint_every == 0 or step == len(plan) or plan[step][1] != stage_start:
+        # 5. Checkpoint (atomic, main process), and keep the best weights by windowed training reward.
+        if checkpoint_due(per_step, step, config.checkpoint_every):
             score = sum(window) / len(window)
             weights, optimizer_state = full_state(accelerator, model, optimizer)  # the main process gets them
             if main and score > best:
