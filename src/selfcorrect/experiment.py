@@ -176,9 +176,10 @@ def _run_first_stage(config: ExperimentConfig, seed: int, stage_dir: Path, cache
     """A seed's shared Stage I (resumed when interrupted, skipped when done)."""
     train_config = _first_stage(config.train, seed)
     if (stage_dir / "done").exists():
-        return _check_setup(stage_dir / "setup.json", _setup(config, train_config))
-    _train_run(config, train_config, stage_dir, cache_dir, progress, threads)
-    (stage_dir / "done").touch()
+        _check_setup(stage_dir / "setup.json", _setup(config, train_config))
+    else:
+        _train_run(config, train_config, stage_dir, cache_dir, progress, threads)
+        (stage_dir / "done").touch()
 
 
 def _run_method(config: ExperimentConfig, method: str, seed: int, run_dir: Path, base_point: dict,

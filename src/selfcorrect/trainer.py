@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import json
 import os
 import random
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -125,7 +124,7 @@ def continues(saved: dict, config: TrainConfig, step: int) -> bool:
     if saved == asdict(config):
         return True
     try:
-        other = dataclasses.replace(config, method=saved["method"], steps=saved["steps"])
+        other = replace(config, method=saved["method"], steps=saved["steps"])
     except (KeyError, SelfCorrectError):
         return False
     mine = schedule(config)
