@@ -180,3 +180,17 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie has ended
     except FileNotFoundError:
         return False
+
+
+def test_compare_runs_the_methods_a_config_names_unless_a_flag_says_otherwise(tmp_path):
+    from selfcorrect.cli import _experiment, build_parser
+    from selfcorrect.experiment import SUITES
+
+    named, unnamed = tmp_path / "named.yaml", tmp_path / "unnamed.yaml"
+    named.write_text("methods: [score]\n")
+    unnamed.write_text("seeds: 2\n")
+    methods = lambda *argv: _experiment(build_parser().parse_args(["compare", *argv])).methods
+    assert methods("--config", str(named)) == ("score",)
+    assert methods("--config", str(named), "--suite", "demo") == SUITES["demo"]
+    assert methods("--config", str(named), "--methods", "naive") == ("naive",)
+    assert methods("--config", str(unnamed)) == methods() == SUITES["paper"]

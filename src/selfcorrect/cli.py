@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import load_yaml
+from .config import load_yaml, read_yaml
 from .errors import SelfCorrectError
 
 
@@ -36,8 +36,10 @@ def _experiment(args):
         if args.seeds < 1:
             raise SelfCorrectError("--seeds: must be >= 1")
         config = dataclasses.replace(config, seeds=args.seeds)
-    if getattr(args, "suite", None):
-        config = dataclasses.replace(config, methods=SUITES[args.suite])
+    if hasattr(args, "suite"):  # compare: --suite, else the config file's methods, else the paper suite
+        suite = args.suite or (None if args.config and "methods" in read_yaml(args.config) else "paper")
+        if suite:
+            config = dataclasses.replace(config, methods=SUITES[suite])
     if getattr(args, "methods", None):
         methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
         unknown = [m for m in methods if m not in METHOD_NAMES or m == "self_refine"]
@@ -51,7 +53,6 @@ def _experiment(args):
 def _setup(path, args):
     """(config, task, base model, dialogue) for a config file: a recipe (a pretrained model on
     a real task, see recipe.py) or an experiment on the embedded task (the default)."""
-    from .config import read_yaml
     from .recipe import Recipe, is_recipe
 
     if path is not None and is_recipe(read_yaml(path)):
@@ -220,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser("compare", help="baselines, SCoRe and its ablations on one budget; table, JSON, plots; "
                                          "resumes an interrupted suite")
     common(cmp, "runs/compare")
-    cmp.add_argument("--suite", choices=["paper", "demo"], default="paper")
+    cmp.add_argument("--suite", choices=["paper", "demo"],
+                     help="the methods to run (default: the config file's methods if it names them, else paper)")
     cmp.add_argument("--methods", help="comma-separated subset, e.g. naive,score,star (overrides --suite)")
     cmp.add_argument("--task", choices=["modroot"], default="modroot", help="the task (the embedded default)")
     cmp.add_argument("--seeds", type=int, help="number of seeds (mean ± std)")
