@@ -194,3 +194,17 @@ def test_compare_runs_the_methods_a_config_names_unless_a_flag_says_otherwise(tm
     assert methods("--config", str(named), "--suite", "demo") == SUITES["demo"]
     assert methods("--config", str(named), "--methods", "naive") == ("naive",)
     assert methods("--config", str(unnamed)) == methods() == SUITES["paper"]
+
+
+def test_a_failing_compare_run_stops_the_others_at_once(tmp_path, capsys):
+    out, cache = tmp_path / "cmp", tmp_path / "cache"
+    args = ["--out", str(out), "--cache-dir", str(cache), "--no-progress", "--workers", "2"]
+    assert main(["compare", "--quick", "--methods", "naive", *args]) == 0
+    (out / "runs" / "naive-seed0" / "result.json").unlink()  # unfinished, so it is resumed, and refused below
+    long = tmp_path / "long.yaml"  # the quick config on another task, with a run that would take minutes
+    long.write_text("task:\n  copy_prob: 0.5\nmodel:\n  hidden_size: 32\n  layers: 2\n  intermediate_size: 64\n"
+                    "  pretrain_steps: 40\n  batch_size: 32\ntrain:\n  steps: 5000\n  problems_per_step: 4\n"
+                    "  samples_per_problem: 2\n  checkpoint_every: 5000\ntest_problems: 40\nval_problems: 20\n")
+    assert main(["compare", "--config", str(long), "--methods", "naive,single_turn", *args]) == 2
+    assert "made with another config" in capsys.readouterr().err
+    assert not (out / "runs" / "single_turn-seed0" / "result.json").exists()  # stopped, not waited for

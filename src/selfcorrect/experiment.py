@@ -94,6 +94,11 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    for process in list(pool._processes.values()):  # no public way before Python 3.14's terminate_workers
+        process.terminate()
+
+
 def _numbers(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not isinstance(v, (list, tuple))}
 
@@ -250,6 +255,8 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str
         pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                                        initializer=_die_with_parent)) if workers > 1 else None
         bar = stack.enter_context(tqdm(total=len(order), desc="runs", disable=not (progress and pool)))
+        if pool:  # on an error, end the other runs now, not when they finish (a rerun resumes them)
+            stack.push(lambda exc_type, *_: _terminate(pool) if exc_type else None)
         while order or running:
             unfinished = order + list(running.values())
             ready = [job for job in order if job[0] not in sharing or (FIRST_STAGE, job[1]) not in unfinished]
