@@ -42,3 +42,21 @@ def test_demonstrations_check_correctly_and_never_correct(task):
             w = attempt.split()
             x, value, verdict = int(w[2]), int(w[14]), w[17]
             assert value == (a * x + b) % 10 and (verdict == "=") == (value == c)
+
+
+def test_demonstrations_keep_a_right_first_answer_less_often_than_a_wrong_one():
+    task, rng = ModRootTask(ModRootConfig(copy_prob=0.7, copy_prob_right=0.4)), random.Random(1)
+    kept = {True: [], False: []}
+    for _ in range(6000):
+        prompt, (first, second) = task.demonstration(rng)
+        kept[first.split()[-2] == "="].append(first == second)  # the verdict says whether it is right
+    rate = {right: sum(v) / len(v) for right, v in kept.items()}
+    # kept: copied, or guessed afresh and drew the same candidate (1 of 2)
+    assert abs(rate[True] - (0.4 + 0.6 / 2)) < 0.03 and abs(rate[False] - (0.7 + 0.3 / 2)) < 0.03
+
+
+def test_the_tiny_tokenizer_reads_the_instruction_as_one_token(dialogue, task):
+    ids = dialogue.next_turn(task.instruction)
+    assert len(ids) == 1 and dialogue.tokenizer.decode(ids) == task.instruction
+    attempt = "x = 3 ; 7 * 3 = 1 ; 1 + 2 = 3 ; 3 != 5"
+    assert dialogue.decode(dialogue.tokenizer.encode(attempt, add_special_tokens=False)) == attempt

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -27,7 +27,7 @@ from ..rollout import pack, token_logprobs
 from ..tasks.modroot import ModRootConfig, ModRootTask
 
 SPECIAL = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>"}
-_FORMAT_VERSION = 3  # bump when pretraining changes, so stale caches are not reused
+_FORMAT_VERSION = 4  # bump when pretraining changes, so stale caches are not reused
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class TinyModelConfig:
     layers: int = 3
     heads: int = 4
     intermediate_size: int = 192
-    pretrain_steps: int = 1500
+    pretrain_steps: int = 1000
     batch_size: int = 64
     lr: float = 3e-3
     seed: int = 0
@@ -49,11 +49,14 @@ class TinyModelConfig:
 
 
 def fit_tokenizer(task: ModRootTask, demos: list[tuple[str, list[str]]]) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer whose vocabulary is the words of the task's dialogues and instruction."""
+    """A word-level tokenizer whose vocabulary is the words of the task's dialogues, plus the
+    instruction as one token: its text is the paper's, but the tiny model reads it as a single
+    marker (31 words would be a third of every episode's tokens, and of its compute)."""
     core = Tokenizer(models.WordLevel(unk_token=SPECIAL["unk_token"]))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    texts = [task.instruction] + [p + " " + " ".join(attempts) for p, attempts in demos]
+    texts = [p + " " + " ".join(attempts) for p, attempts in demos]
     core.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=list(SPECIAL.values())))
+    core.add_tokens([AddedToken(task.instruction, normalized=False)])
     return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL)
 
 

@@ -7,7 +7,9 @@ Exactly one candidate satisfies a*x + b = c (mod m). Checking a candidate is one
 forward evaluation, which the base model learns reliably; producing the root means
 evaluating every candidate (or inverting a mod m), which it is never taught. So
 the base guesses, writes a correct check of its guess, and then, told "there might be
-an error", mostly copies itself: accuracy about 1/k at both attempts. A real correction
+an error", mostly copies itself: accuracy about 1/k at both attempts. Like the paper's
+base models, it abandons a right first answer more often than a wrong one (so its second
+attempt already depends on its check, in the wrong direction). A real correction
 strategy exists to be found by RL: read your own check, and if it does not give c,
 answer another candidate. Copying is in the base's repertoire too, which is what naive
 multi-turn RL can collapse to. See docs/embedded-task.md.
@@ -38,12 +40,14 @@ _ANSWER = re.compile(r"x = (\d+)")
 class ModRootConfig:
     modulus: int = 10
     candidates: int = 2
-    copy_prob: float = 0.7  # in the base's corpus, how often attempt 2 copies attempt 1
+    copy_prob: float = 0.7  # in the base's corpus, how often attempt 2 copies a wrong attempt 1
+    copy_prob_right: float = 0.4  # and a right one: the base abandons right answers more often
 
     def __post_init__(self):
         check(2 <= self.modulus <= 50, "modulus", "must be between 2 and 50")
         check(2 <= self.candidates <= self.modulus, "candidates", "must be between 2 and modulus")
         check(0.0 <= self.copy_prob <= 1.0, "copy_prob", "must be in [0, 1]")
+        check(0.0 <= self.copy_prob_right <= 1.0, "copy_prob_right", "must be in [0, 1]")
 
 
 def _split_of(key: str) -> str:
@@ -113,11 +117,13 @@ class ModRootTask:
 
         The guess is uniform over the candidates (the base cannot solve), the check is
         always right (the base can verify), and attempt 2 copies attempt 1 with
-        probability copy_prob, else guesses afresh: no correction is ever shown.
+        probability copy_prob (copy_prob_right when attempt 1 is right), else guesses
+        afresh: no correction is ever shown, and right answers are dropped more often.
         """
         problem, a, b, c, options = self.random_problem(rng)
         while _split_of(f"{a} {b} {c}") != "train":
             problem, a, b, c, options = self.random_problem(rng)
         first = rng.choice(options)
-        second = first if rng.random() < self.config.copy_prob else rng.choice(options)
+        copy = self.config.copy_prob_right if first == int(problem.answer) else self.config.copy_prob
+        second = first if rng.random() < copy else rng.choice(options)
         return problem.prompt, [self.attempt(a, b, c, first), self.attempt(a, b, c, second)]
