@@ -25,12 +25,22 @@ def test_answer_is_the_unique_root_among_candidates():
         assert roots == [int(p.answer)]
 
 
-def test_reward_reads_the_final_answer(task):
-    p = task.problems("test", 1)[0]
-    wrong = str((int(p.answer) + 1) % 10)
-    assert task.reward(p, f"x = {p.answer} ; whatever") == 1.0
-    assert task.reward(p, f"x = {wrong} ; x = {p.answer}") == 0.0
-    assert task.reward(p, "no answer") == 0.0
+def test_reward_needs_the_right_root_with_its_check_written_right():
+    task = ModRootTask(ModRootConfig(modulus=13, candidates=3))
+    for p in task.problems("test", 50):
+        a, b, c = map(int, _equation(p))
+        x = int(p.answer)
+        wrong = next(int(w) for w in p.prompt.split()[11:-1:2] if int(w) != x)
+        right = f"x = {x} ; {a} * {x} = {a * x % 13} ; {a * x % 13} + {b} = {c} ; {c} = {c}"
+        assert task.reward(p, right) == 1.0 and task.answer(right) == str(x)
+        assert task.reward(p, f" {right}\n") == 1.0  # surrounding whitespace is not the solution
+        assert task.reward(p, right.replace(f"x = {x}", f"x = {wrong}", 1)) == 0.0
+        bad_product = f"x = {x} ; {a} * {x} = {(a * x + 1) % 13} ; {a * x % 13} + {b} = {c} ; {c} = {c}"
+        assert task.reward(p, bad_product) == 0.0 and task.answer(bad_product) == str(x)
+        assert task.reward(p, right.replace(f"{c} = {c}", f"{c} != {c}")) == 0.0
+        # cut off, or run on past the solution: no complete solution, no answer
+        for broken in (right.rsplit(" ; ", 1)[0], right + f" {x}", f"x = {x}", f"x = {x} ; whatever", "no answer"):
+            assert task.reward(p, broken) == 0.0 and task.answer(broken) is None
 
 
 def test_demonstrations_check_correctly_and_never_correct(task):

@@ -37,7 +37,7 @@ from .models import TinyModelConfig, load_or_pretrain
 from .models.hf import resolve_device
 from .report import markdown_table, per_seed_table, plot_comparison, plot_curves, write_json, write_text_atomic
 from .tasks import ModRootConfig, ModRootTask
-from .trainer import TrainConfig, continues, load_weights, train
+from .trainer import TrainConfig, continues, load_weights, stages, train
 
 METHOD_NAMES = {
     "self_refine": "Self-Refine (base + instruction)", "star": "STaR (D_STaR)", "star_plus": "STaR (D+_STaR)",
@@ -121,6 +121,12 @@ def _sharing_first_stage(config: ExperimentConfig) -> set[str]:
     methods = {m for m in config.methods
                if continues(prefix, dataclasses.replace(config.train, method=m, seed=0), config.train.stage1_steps)}
     return methods if len(methods) > 1 else set()
+
+
+def _cost(config: ExperimentConfig, method: str, shared: bool) -> int:
+    """Attempts a run samples per problem, after the Stage I it shares: to start the longest runs first."""
+    plan = stages(dataclasses.replace(config.train, method=method))[1 if shared else 0:]
+    return sum(n * (1 if objective.supervised == "pair" else objective.num_attempts) for objective, n in plan)
 
 
 def _continue_from(stage_dir: Path, run_dir: Path) -> None:
@@ -233,10 +239,12 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str
     # SCoRe variants of a seed wait for that seed's shared Stage I, which goes first ("first stage").
     sharing = _sharing_first_stage(config)
     jobs = [(method, seed) for seed in range(config.seeds) for method in config.methods]
+    # longest first: two workers then finish close together, instead of one running the last long job alone
+    longest_first = sorted(jobs, key=lambda job: -_cost(config, job[0], job[0] in sharing))
     stage_dir = lambda seed: out / "runs" / f"stage1-shared-seed{seed}"
     begun = lambda m, seed: any((out / "runs" / f"{m}-seed{seed}" / f).exists() for f in ("result.json", "checkpoint.pt"))
     # a seed whose variants have all begun needs no shared Stage I (its folder may be gone)
-    order = [(FIRST_STAGE, seed) for seed in range(config.seeds) if not all(begun(m, seed) for m in sharing)] + jobs
+    order = [(FIRST_STAGE, seed) for seed in range(config.seeds) if not all(begun(m, seed) for m in sharing)] + longest_first
 
     def call(job, progress, threads=None):
         method, seed = job

@@ -33,7 +33,8 @@ INSTRUCTION = (
 )
 
 _SPLIT_BUCKETS = {"test": (0,), "val": (1,), "train": tuple(range(2, 10))}
-_ANSWER = re.compile(r"x = (\d+)")
+_SOLUTION = re.compile(r"x = (\d+) ; \d+ \* \d+ = \d+ ; \d+ \+ \d+ = \d+ ; \d+ !?= \d+")
+_PROMPT = re.compile(r"(\d+) x \+ (\d+) = (\d+) mod")
 
 
 @dataclass(frozen=True)
@@ -106,11 +107,18 @@ class ModRootTask:
         return list(seen.values())
 
     def answer(self, response: str) -> str | None:
-        match = _ANSWER.search(response)
+        """The guess of a complete solution (None for anything else, such as a cut-off one)."""
+        match = _SOLUTION.fullmatch(response.strip())
         return match.group(1) if match else None
 
     def reward(self, problem: Problem, response: str) -> float:
-        return float(self.answer(response) == problem.answer)
+        """1 for the right root with its check written right: the check is the working the
+        next attempt reads, and a reward blind to it lets RL turn it into noise."""
+        x = self.answer(response)
+        if x != problem.answer:
+            return 0.0
+        a, b, c = map(int, _PROMPT.match(problem.prompt).groups())
+        return float(response.strip() == self.attempt(a, b, c, int(x)))
 
     def demonstration(self, rng: random.Random) -> tuple[str, list[str]]:
         """One base-model dialogue for pretraining: (prompt, [attempt 1, attempt 2]).
