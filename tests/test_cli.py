@@ -208,3 +208,11 @@ def test_a_failing_compare_run_stops_the_others_at_once(tmp_path, capsys):
     assert main(["compare", "--config", str(long), "--methods", "naive,single_turn", *args]) == 2
     assert "made with another config" in capsys.readouterr().err
     assert not (out / "runs" / "single_turn-seed0" / "result.json").exists()  # stopped, not waited for
+
+
+def test_compare_starts_the_longest_runs_first(tmp_path, capsys):
+    # single-turn RL samples one attempt a step, naive RL two: listed first, it still starts second
+    assert main(["compare", "--quick", "--methods", "single_turn,naive", "--workers", "1", "--out", str(tmp_path / "o"),
+                 "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("naive multi-turn RL seed 0") < out.index("single-turn RL seed 0")
