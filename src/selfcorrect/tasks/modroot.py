@@ -12,7 +12,8 @@ base models, it abandons a right first answer more often than a wrong one (so it
 attempt already depends on its check, in the wrong direction). A real correction
 strategy exists to be found by RL: read your own check, and if it does not give c,
 answer another candidate. Copying is in the base's repertoire too, which is what naive
-multi-turn RL can collapse to. See docs/embedded-task.md.
+multi-turn RL can collapse to. The reward asks for the right root with its check
+written right: the check is what the next attempt reads. See docs/embedded-task.md.
 """
 
 from __future__ import annotations
