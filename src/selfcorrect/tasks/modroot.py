@@ -115,11 +115,8 @@ class ModRootTask:
     def reward(self, problem: Problem, response: str) -> float:
         """1 for the right root with its check written right: the check is the working the
         next attempt reads, and a reward blind to it lets RL turn it into noise."""
-        x = self.answer(response)
-        if x != problem.answer:
-            return 0.0
         a, b, c = map(int, _PROMPT.match(problem.prompt).groups())
-        return float(response.strip() == self.attempt(a, b, c, int(x)))
+        return float(response.strip() == self.attempt(a, b, c, int(problem.answer)))
 
     def demonstration(self, rng: random.Random) -> tuple[str, list[str]]:
         """One base-model dialogue for pretraining: (prompt, [attempt 1, attempt 2]).
