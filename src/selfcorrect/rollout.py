@@ -192,17 +192,11 @@ def sample(model, contexts: Sequence[list[int]], sampling: SamplingConfig, eos_i
 def _dynamic_decode(model, contexts, sampling, eos_id, pad_id, uniforms, device) -> list[list[int]]:
     """Left-padded batch; rows that finished are dropped from the batch and the cache."""
     uniforms = None if uniforms is None else uniforms.to(device)
-    # identical contexts (the n samples of a problem) are encoded once
-    first = {}
-    index = torch.tensor([first.setdefault(tuple(c), len(first)) for c in contexts], device=device)
-    ids, mask = _left_pad(list(first), pad_id, max(map(len, contexts)), device)
+    ids, mask = _left_pad(contexts, pad_id, max(map(len, contexts)), device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
     kwargs = {_cache_kwarg(model): cache, "use_cache": True}
     logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **kwargs).logits[:, -1]
-    if len(first) < len(contexts):
-        cache.batch_select_indices(index)
-        logits, mask, positions = logits[index], mask[index], positions[index]
     out = [[] for _ in contexts]
     live = torch.arange(len(contexts))  # original row of each batch row
     next_pos = positions[:, -1:] + 1
@@ -319,27 +313,10 @@ def rollout(model, dialogue: Dialogue, task: Task, problems: Sequence[Problem], 
 
 
 def token_logprobs(model, episodes: Episodes) -> torch.Tensor:
-    """log p(token_j | tokens_<j) at every position j ([B, L]; position 0 is 0).
-
-    Rows that begin with the same prompt (the n samples of a problem) share its forward pass:
-    the prompts are encoded once and their keys and values copied to each row, a quarter less
-    compute at n = 4 with the embedded task's prompts, the same numbers.
-    """
+    """log p(token_j | tokens_<j) at every position j ([B, L]; position 0 is 0)."""
     device = next(model.parameters()).device
     tokens = episodes.tokens.to(device)
     mask = episodes.attention_mask.to(device)
-    start = int(episodes.attempt_mask.any(1).int().argmax(-1).min())  # every row's prompt covers tokens[:, :start]
-    prompts, index = torch.unique(tokens[:, :start], dim=0, return_inverse=True)
-    logits = None
-    if 0 < start and len(prompts) < len(tokens):
-        cache = DynamicCache()
-        head = model(input_ids=prompts, **{_cache_kwarg(model): cache, "use_cache": True}).logits
-        if cache.get_seq_length() == start:  # (a model that keeps no cache, e.g. with gradient checkpointing: below)
-            cache.batch_select_indices(index)
-            tail = model(input_ids=tokens[:, start:], attention_mask=mask, **{_cache_kwarg(model): cache,
-                                                                               "use_cache": True}).logits
-            logits = torch.cat([head[index], tail], dim=1)
-    if logits is None:
-        logits = model(input_ids=tokens, attention_mask=mask).logits
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, tokens[:, 1:, None]).squeeze(-1)
+    logits = model(input_ids=tokens, attention_mask=mask).logits[:, :-1].float()
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, tokens[:, 1:, None]).squeeze(-1)
     return torch.nn.functional.pad(logp, (1, 0))
