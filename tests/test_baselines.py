@@ -75,3 +75,19 @@ def test_supervised_methods_train_and_resume_exactly(method, tiny_model, dialogu
                     progress=False)
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("method, kept", [("pair_sft", 4), ("star", 4), ("score_star", 4), ("naive", 2)])
+def test_the_kept_checkpoint_is_scored_only_by_its_own_samples(method, kept, tiny_model, dialogue, coin_task,
+                                                               tmp_path):
+    """A training reward that falls after the first checkpoint: an RL run keeps the earlier weights, which
+    earned it; a run ending in a supervised stage keeps its last, since other weights (the base for
+    Pair-SFT, the round's snapshot for STaR) sampled the rewards of that stage."""
+    high = [True]
+    falling = copy.copy(coin_task)
+    falling.reward = lambda problem, response: float(high[0])
+    config = TrainConfig(method=method, steps=4, stage1_steps=2, problems_per_step=2, samples_per_problem=2,
+                         checkpoint_every=2, star_round_steps=2, sampling=SamplingConfig(max_new_tokens=4))
+    train(copy.deepcopy(tiny_model), dialogue, falling, config, tmp_path, progress=False,
+          on_checkpoint=lambda step, model: high.__setitem__(0, False))
+    assert torch.load(tmp_path / "best.pt", weights_only=False)["step"] == kept

@@ -60,7 +60,9 @@ def correction_metrics(rewards: torch.Tensor) -> dict:
 
 
 def edit_ratio(a: Sequence[int], b: Sequence[int]) -> float:
-    """Similarity of two attempts in [0, 1] (1 = identical): difflib's edit-distance ratio."""
+    """Similarity of two attempts' tokens in [0, 1] (1 = identical), standing for the paper's
+    edit-distance ratio: difflib's ratio, 2 x matched tokens / all tokens (Ratcliff-Obershelp
+    matching, not a Levenshtein distance)."""
     return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 

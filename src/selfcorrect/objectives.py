@@ -9,6 +9,12 @@ reward trains, the KL coefficient of each attempt, and the bonus alpha.
     naive        max r(y1) + r(y2) - beta1 (KL_1 + KL_2)
     single-turn  max r(y1) - beta1 KL_1
 
+The KL terms are a loss on the sampled tokens (the k3 estimator, as in GRPO), not a
+penalty inside the REINFORCE return (Ahmadian et al.): its value estimates KL(pi || pi_ref)
+without bias, and its gradient is that of each sampled prefix's next-token KL(pi_ref || pi):
+a pull toward the reference at every sampled position, not the score-function gradient
+of the sequence KL(pi || pi_ref).
+
 The supervised baselines are objectives too (`supervised` set): the loop samples
 traces, keeps some (`star_keep`, `pair_sft`) and fine-tunes on the trained attempts.
 
@@ -116,7 +122,8 @@ def rloo_advantages(returns: torch.Tensor, group_size: int) -> torch.Tensor:
 
 
 def kl_per_token(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """Per-token KL(pi || pi_ref) estimate on sampled tokens (k3: unbiased, >= 0)."""
+    """Per-token KL(pi || pi_ref) estimate on sampled tokens (k3: unbiased, >= 0; as a loss, the
+    gradient of the next-token KL(pi_ref || pi), see the module's docstring)."""
     log_ratio = ref_logp - logp
     return torch.exp(log_ratio) - log_ratio - 1
 

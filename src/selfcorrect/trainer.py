@@ -214,7 +214,8 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
 
     Writes under out_dir: metrics.jsonl (one line a step), checkpoint.pt (latest, for
     --resume) and best.pt (weights with the best windowed training reward of the final
-    attempt). `on_checkpoint(step, model)` runs at each checkpoint (plots, evals).
+    attempt; in a supervised stage, whose rewards other weights sampled, the latest).
+    `on_checkpoint(step, model)` runs at each checkpoint (plots, evals).
     """
     accelerator = make_accelerator(model, config.grad_clip)
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
@@ -354,10 +355,13 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
         # 5. Checkpoint (atomic, main process), and keep the best weights by windowed training reward.
         if checkpoint_due(per_step, step, config.checkpoint_every):
             score = sum(window) / len(window)
+            # RL rewards were sampled by the weights saved here; a supervised stage's were not (Pair-SFT
+            # samples the base, STaR the round's snapshot), so there the latest weights are kept.
+            on_policy = objective.supervised is None
             weights, optimizer_state = full_state(accelerator, model, optimizer)  # the main process gets them
-            if main and score > best:
+            if main and (score > best or not on_policy):
                 _atomic_save({"model": weights, "step": step, "train_reward": score}, best_path)
-            best = max(best, score)
+            best = max(best, score) if on_policy else score
             if main:
                 _atomic_save({
                     "model": weights, "optimizer": optimizer_state, "sampler": sampler.get_state(),
