@@ -271,12 +271,45 @@ def test_forged_success_does_not_pass(program):
     assert result.status == "failed", result
 
 
+@pytest.mark.parametrize("program", [
+    "import sys\nsys.modules['ctypes._endian'].pointer\n",  # left loaded by the launcher
+    "import glob, os, shutil, sys\nsys.path.insert(0, os.getcwd())\nos.makedirs('pkg')\nopen('pkg/__init__.py', 'w').close()\n"
+    "for so in glob.glob(sys.base_prefix + '/lib/python3*/lib-dynload/_testcapi.*'):\n"
+    "    shutil.copy(so, 'pkg/')\nimport pkg._testcapi\n",
+    "import _testcapi\n",
+], ids=["ctypes-leftover", "copied-extension", "testcapi"])
+def test_raw_memory_modules_are_out_of_reach(program):
+    # a right solution that reaches for them fails: with raw memory it could forge anything
+    assert run_tests(ADD + program, ADD_TESTS, timeout=T).status == "failed"
+
+
 def test_patched_builtins_do_not_reach_the_tests():
     # abs() and range() patched so that the checks would be vacuous: the tests use clean builtins.
     program = ("import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.range = lambda *a: []\n"
                "def add(a, b):\n    return 0\n")
     tests = "assert abs(add(1, 2) - 3) < 1e-9\nfor i in range(3):\n    assert add(i, i) == 2 * i\n"
     assert run_tests(program, tests).status == "failed"
+
+
+# Known holes (docs/sandbox.md): a signal handler is handed the current frame, whose callers
+# hold the harness's verdict channel; and the _ctypes the launcher loaded comes back from
+# the interpreter's cache through _imp.create_dynamic, with no import event (then raw memory).
+SIGNAL_FRAME = ADD.replace("a + b", "0") + (
+    "import signal, os\n"
+    "def forge(signum, frame):\n"
+    "    harness = frame.f_back.f_locals\n"
+    "    os.write(harness['fd'], (harness['nonce'] + ' passed\\n').encode())\n"
+    "signal.signal(signal.SIGUSR1, forge)\nsignal.raise_signal(signal.SIGUSR1)\n")
+CACHED_CTYPES = ADD + (
+    "import _imp, glob, importlib.machinery, sys\n"
+    "so = glob.glob(sys.base_prefix + '/lib/python3*/lib-dynload/_ctypes.*')[0]\n"
+    "_imp.create_dynamic(importlib.machinery.ModuleSpec('_ctypes', None, origin=so)).POINTER\n")
+
+
+@pytest.mark.xfail(strict=True, reason="known hole: docs/sandbox.md")
+@pytest.mark.parametrize("program", [SIGNAL_FRAME, CACHED_CTYPES], ids=["signal-frame", "cached-ctypes"])
+def test_known_holes_are_closed(program):
+    assert run_tests(program, ADD_TESTS, timeout=T).status == "failed"
 
 
 # --- fallback without namespaces (what a machine that forbids them gets) -----------------

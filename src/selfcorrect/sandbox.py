@@ -36,7 +36,7 @@ import sys
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT = 1, 2, 4, 32
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
 SIGKILL = 9
@@ -139,7 +139,8 @@ def _build_jail(libc, tmpfs_mb, uid, hide):
     root = os.getcwd()  # the trainer's fresh temporary folder becomes the mount point
     try:
         mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing below propagates to the host
-        mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmpfs_mb}m,nr_inodes=4096,mode=755")
+        # noexec: a binary or extension module the program writes (a copied _ctypes) cannot be loaded
+        mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"size={tmpfs_mb}m,nr_inodes=4096,mode=755")
         system = ["/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin"]
         python = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
                                                         os.path.dirname(sys.executable))})
@@ -191,9 +192,11 @@ def _run_user_code(program, tests, nonce, fd):
 
     The nonce lives only in this frame. The audit hook denies every way Python code has to
     reach another frame or arbitrary objects (sys._getframe, traceback/generator frames,
-    gc, tracing, ctypes), so the program cannot read it. Every function and class used
-    after the program ran is bound to a local first: the program may patch builtins and
-    modules (exec, dict, BaseException, os.write) without reaching this code.
+    gc, tracing, ctypes and other raw memory access) that it can deny; docs/sandbox.md
+    names two it cannot (a signal handler's frame, the launcher's cached _ctypes). Every
+    function and class used after the program ran is bound to a local first: the program
+    may patch builtins and modules (exec, dict, BaseException, os.write) without reaching
+    this code.
     """
     import builtins
 
@@ -211,8 +214,11 @@ def _run_user_code(program, tests, nonce, fd):
         report("error", f"{type(exc).__name__}: {exc}")
         exit_now(0)
     clean_builtins = dict(vars(builtins))  # the tests get these, whatever the program patches
-    sys.modules.pop("ctypes", None)  # loaded by the launcher; a re-import must meet the hook
-    sys.addaudithook(_make_audit_hook())
+    hook, denied_module = _make_audit_hook()
+    for name in list(sys.modules):  # ctypes and its submodules, loaded by the launcher: a re-import meets the hook
+        if denied_module(name):
+            del sys.modules[name]
+    sys.addaudithook(hook)
     namespace = {"__name__": "__main__", "__builtins__": builtins}
     try:
         run(program_code, namespace)
@@ -238,6 +244,7 @@ def _make_audit_hook():
 
     It is a closure over frozen constants with its builtins bound as defaults (no global
     lookup at call time), and no reference to it is kept where the program could find it.
+    Returns it and its test for denied modules.
     """
     denied = frozenset({
         "sys._getframe", "sys._current_frames", "sys._current_exceptions", "sys.settrace",
@@ -245,23 +252,28 @@ def _make_audit_hook():
         "sys.monitoring.register_callback", "gc.get_objects", "gc.get_referrers",
         "gc.get_referents", "socket.__new__"})
     frame_attributes = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
-    denied_modules = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend"})
     memory_files = ("/mem", "/pagemap")
 
-    def hook(event, args, str_=str, bytes_=bytes, type_=type, error=PermissionError, value_error=ValueError):
+    def denied_module(name, str_=str, names=frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend"})):
+        # under any package too: a copied extension module keeps its name (its init is PyInit_<name>)
+        last = str_.rpartition(name, ".")[2]
+        return last in names or str_.startswith(last, "_test") or str_.startswith(name, "ctypes.")
+
+    def hook(event, args, str_=str, bytes_=bytes, type_=type, error=PermissionError, value_error=ValueError,
+             denied_module=denied_module):
         if event in denied:
             # ValueError is what "call stack is not deep enough" raises: namedtuple, typing,
             # enum and logging catch it, so they keep working without frames.
             raise (value_error if event == "sys._getframe" else error)(f"sandbox: {event} is disabled")
         if event == "object.__getattr__" and args[1] in frame_attributes:
             raise error(f"sandbox: {args[1]} is disabled")
-        if (event == "import" and args[0] in denied_modules) or str_.startswith(event, "ctypes."):
+        if (event == "import" and denied_module(args[0])) or str_.startswith(event, "ctypes."):
             raise error(f"sandbox: {event} is disabled")
         if event == "open" and type_(args[0]) in (str_, bytes_):  # matters only outside the jail
             path = args[0] if type_(args[0]) is str_ else bytes_.decode(args[0], "utf-8", "replace")
             if str_.endswith(path, memory_files):
                 raise error("sandbox: process memory files are disabled")
-    return hook
+    return hook, denied_module
 
 
 if __name__ == "__main__":
