@@ -23,6 +23,7 @@ from selfcorrect.recipe import Recipe, is_recipe
     ("train:\n  samples_per_problem: 1\n", "train.samples_per_problem"),
     ("train:\n  sampling:\n    top_p: 2\n", "train.sampling.top_p"),
     ("methods: [naive, bogus]\n", "methods: unknown method 'bogus'"),
+    ("methods: [naive, score, naive]\n", "methods: 'naive' is listed twice"),
     ("task:\n  candidates: 99\n", "task.candidates"),
     ("seeds: [1\n", "line"),
     ("device: gpu0\n", "device: 'gpu0' is not a device"),
@@ -87,9 +88,13 @@ def test_quick_compare_writes_plots_and_resumes_a_suite(tmp_path, capsys):
     finished = out / "runs" / "star-seed0" / "result.json"
     stamp = finished.stat().st_mtime_ns
     (out / "runs" / "pair_sft_plus-seed0" / "result.json").unlink()
+    curve = out / "runs" / "pair_sft_plus-seed0" / "curve.jsonl"
+    points = curve.read_text()
+    curve.write_text("".join(points.splitlines(keepends=True)[:-1]))  # stopped before its last point
     assert main(args) == 0
     assert finished.stat().st_mtime_ns == stamp
     assert json.loads((out / "results.json").read_text())["results"] == results["results"]
+    assert curve.read_text() == points
 
 
 def test_score_variants_share_stage_one_and_end_as_if_trained_alone(tmp_path):
@@ -124,6 +129,19 @@ def test_compare_rejects_unknown_methods(tmp_path, capsys):
     assert main(["compare", "--methods", "score,magic", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "--methods: unknown method 'magic'" in err and not (tmp_path / "o").exists()
+    # twice the same method would be two "seeds" of one run, or two processes training one folder
+    assert main(["compare", "--methods", "naive,naive", "--out", str(tmp_path / "o")]) == 2
+    assert "'naive' is listed twice" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--limit", "0"), ("--limit", "-1"), ("--attempts", "0"),
+                                         ("--batch-size", "0"), ("--max-new-tokens", "0"),
+                                         ("--temperature", "-0.5"), ("--attempts", "two")])
+def test_eval_rejects_bad_numbers_before_any_work(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", str(tmp_path), flag, value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and flag in err[-1] and value in err[-1]
 
 
 @pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("configs/*.yaml")), ids=lambda p: p.name)

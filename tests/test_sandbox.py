@@ -4,10 +4,12 @@ Every hostile program must end as "failed" or "timeout" within its limit, leave 
 process unharmed and leave nothing running. Limits are small so the file stays fast.
 """
 
+import glob
 import gzip
 import json
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -309,6 +311,8 @@ CACHED_CTYPES = ADD + (
 @pytest.mark.xfail(strict=True, reason="known hole: docs/sandbox.md")
 @pytest.mark.parametrize("program", [SIGNAL_FRAME, CACHED_CTYPES], ids=["signal-frame", "cached-ctypes"])
 def test_known_holes_are_closed(program):
+    if program is CACHED_CTYPES and not glob.glob(sys.base_prefix + "/lib/python3*/lib-dynload/_ctypes.*"):
+        pytest.skip("this interpreter has no _ctypes extension file")
     assert run_tests(program, ADD_TESTS, timeout=T).status == "failed"
 
 

@@ -127,8 +127,6 @@ def _eval_model(args) -> None:
 
     if args.task is None:
         raise SelfCorrectError(f"--task: required with --model; choose from {', '.join(REAL_TASKS)}")
-    if args.limit is not None and args.limit < 1:
-        raise SelfCorrectError("--limit: must be >= 1")
     budgets = _budgets(args.scaling) if args.scaling else None
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
     dialogue, task = make_dialogue(tokenizer), real_task(args.task)
@@ -189,11 +187,24 @@ def cmd_eval(args) -> None:
         raise SelfCorrectError(f"{weights}: no such checkpoint (train first)")
     config, task, base, dialogue = _setup(run / "config.yaml", args)
     greedy = dataclasses.replace(GREEDY, max_new_tokens=config.train.sampling.max_new_tokens)
-    problems = task.problems("test", args.limit or 1000)
+    problems = task.problems("test", args.limit)
     score = lambda model: [evaluate(model, dialogue, task, problems, args.attempts, greedy, progress=True).metrics]
     rows = {"base + instruction (Self-Refine)": score(base)}
     rows[f"{config.train.method} ({args.checkpoint})"] = score(load_weights(copy.deepcopy(base), weights))
     print(markdown_table(rows))
+
+
+def _at_least(low, kind=int):
+    """An argparse type: a number >= low (argparse turns the error into a one-line usage error)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,18 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
                                      "real task, on held-out problems")
     ev.add_argument("run", nargs="?", help="a folder written by `selfcorrect train`")
     ev.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    ev.add_argument("--limit", type=int, help="number of test problems (default: all; 1000 on the embedded task)")
-    ev.add_argument("--attempts", type=int, default=2)
+    ev.add_argument("--limit", type=_at_least(1),
+                    help="number of test problems (default: all)")
+    ev.add_argument("--attempts", type=_at_least(1), default=2)
     ev.add_argument("--cache-dir", help="where the base model is cached")
     ev.add_argument("--model", help="a hub id, a local folder, a .gguf file, or the alias smollm2")
     ev.add_argument("--task", choices=REAL_TASKS, help="with --model: the benchmark")
     ev.add_argument("--dtype", help="with --model: bf16, fp16, fp32 or auto (default: bf16 on CUDA, fp32 on CPU)")
     ev.add_argument("--device", help="with --model: cpu, cuda, cuda:1, ... (default: cuda when available)")
-    ev.add_argument("--max-new-tokens", type=int, default=512, help="with --model: per attempt")
-    ev.add_argument("--batch-size", type=int, default=16, help="with --model: problems per generation batch")
+    ev.add_argument("--max-new-tokens", type=_at_least(1), default=512, help="with --model: per attempt")
+    ev.add_argument("--batch-size", type=_at_least(1), default=16, help="with --model: problems per generation batch")
     ev.add_argument("--scaling", help="with --model: sample budgets, e.g. 1,2,4,8,16,32: parallel self-consistency "
                                       "against sequential self-correction")
-    ev.add_argument("--temperature", type=float, default=0.7, help="with --scaling: sampling temperature")
+    ev.add_argument("--temperature", type=_at_least(0.0, float), default=0.7, help="with --scaling: sampling temperature")
     ev.add_argument("--out", default="runs/eval", help="with --model: output folder (default runs/eval)")
     ev.set_defaults(func=cmd_eval)
     return parser
@@ -264,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"selfcorrect: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("selfcorrect: interrupted; `selfcorrect train --resume` continues from the last checkpoint",
+        resume = ("`selfcorrect train --resume`" if args.command == "train"
+                  else f"the same `selfcorrect {args.command}` command" if args.command in ("demo", "compare") else None)
+        print("selfcorrect: interrupted" + (f"; {resume} continues from the last checkpoint" if resume else ""),
               file=sys.stderr)
         return 130
     return 0

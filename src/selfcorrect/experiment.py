@@ -11,6 +11,7 @@ train it once per seed and each continues from its checkpoint: the same runs, le
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
 import dataclasses
 import json
@@ -36,6 +37,7 @@ from .evaluate import evaluate
 from .models import TinyModelConfig, load_or_pretrain
 from .models.hf import resolve_device
 from .report import markdown_table, per_seed_table, plot_comparison, plot_curves, write_json, write_text_atomic
+from .rollout import GREEDY, SamplingConfig
 from .tasks import ModRootConfig, ModRootTask
 from .trainer import TrainConfig, continues, load_weights, stages, train
 
@@ -71,6 +73,7 @@ class ExperimentConfig:
     def __post_init__(self):
         for m in self.methods:
             check(m in METHOD_NAMES and m != "self_refine", "methods", f"unknown method {m!r}")
+            check(self.methods.count(m) == 1, "methods", f"{m!r} is listed twice")
         check(self.seeds >= 1, "seeds", "must be >= 1")
         check(self.test_problems >= 1, "test_problems", "must be >= 1")
         check(self.val_problems >= 1, "val_problems", "must be >= 1")
@@ -106,6 +109,11 @@ def _numbers(metrics: dict) -> dict:
 def _transcripts(method: str, ev, limit: int = 50) -> list[dict]:
     return [{"method": method, "problem": p.prompt, "answer": p.answer, "attempts": responses, "rewards": rewards}
             for p, responses, rewards in list(zip(ev.problems, ev.responses, ev.rewards.tolist()))[:limit]]
+
+
+def _greedy(config: ExperimentConfig) -> SamplingConfig:
+    """Evaluation decoding: greedy, with the token limit that training samples with."""
+    return dataclasses.replace(GREEDY, max_new_tokens=config.train.sampling.max_new_tokens)
 
 
 def _first_stage(train: TrainConfig, seed: int) -> TrainConfig:
@@ -173,10 +181,14 @@ def _train_run(config: ExperimentConfig, train_config: TrainConfig, run_dir: Pat
     curve = [json.loads(x) for x in curve_path.read_text().splitlines()] if resume and curve_path.exists() else []
 
     def on_checkpoint(step, model):
-        point = {"step": step, **_numbers(evaluate(model, dialogue, task, val, attempts).metrics)}
+        point = {"step": step, **_numbers(evaluate(model, dialogue, task, val, attempts, _greedy(config)).metrics)}
         curve[:] = [p for p in curve if p["step"] < step] + [point]
         write_text_atomic(curve_path, "".join(json.dumps(p) + "\n" for p in curve))
 
+    if resume:  # a run stopped between a checkpoint and its curve point gets the point now
+        step = torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"]
+        if all(p["step"] != step for p in curve):
+            on_checkpoint(step, load_weights(copy.deepcopy(base), run_dir / "checkpoint.pt"))
     model = train(base, dialogue, task, train_config, run_dir, resume=resume, on_checkpoint=on_checkpoint,
                   progress=progress)
     return model, dialogue, task, curve
@@ -210,7 +222,7 @@ def _run_method(config: ExperimentConfig, method: str, seed: int, run_dir: Path,
         _continue_from(first_stage, run_dir)
     model, dialogue, task, curve = _train_run(config, train_config, run_dir, cache_dir, progress, threads)
     final = evaluate(load_weights(model, run_dir / "best.pt"), dialogue, task,
-                     task.problems("test", config.test_problems), config.train.attempts)
+                     task.problems("test", config.test_problems), config.train.attempts, _greedy(config))
     result = {"setup": setup, "metrics": final.metrics, "edit_ratios": final.edit_ratios, "curve": [base_point] + curve,
               "transcripts": _transcripts(method, final)}
     write_json(done, result)
@@ -230,9 +242,9 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str
     dialogue = PlainDialogue(tokenizer)
     test = task.problems("test", config.test_problems)
     attempts = config.train.attempts
-    base_eval = evaluate(base, dialogue, task, test, attempts)
+    base_eval = evaluate(base, dialogue, task, test, attempts, _greedy(config))
     base_point = {"step": 0, **_numbers(evaluate(base, dialogue, task, task.problems("val", config.val_problems),
-                                                 attempts).metrics)}
+                                                 attempts, _greedy(config)).metrics)}
     runs = {"self_refine": [{"metrics": base_eval.metrics, "edit_ratios": base_eval.edit_ratios,
                              "transcripts": _transcripts("self_refine", base_eval)}]}
 
