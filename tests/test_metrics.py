@@ -41,3 +41,15 @@ def test_per_seed_table_lists_every_seed_and_skips_single_evaluations():
     assert lines[0] == "| Method | Δ seed 0 | Δ seed 1 | Δ i→c / c→i per seed |"
     assert lines[2] == "| SCoRe | +33.5 | -0.4 | 35.6 / 2.1, 9.0 / 9.4 |"
     assert len(lines) == 3  # the one-evaluation row (the base) has no per-seed spread
+
+
+def test_table_has_a_column_per_attempt_and_delta_between_first_and_last():
+    from selfcorrect.report import markdown_table
+    two = correction_metrics(torch.tensor([[0.0, 1.0], [1.0, 1.0]]))
+    three = correction_metrics(torch.tensor([[0.0, 0.0, 1.0], [1.0, 1.0, 1.0]]))
+    head = lambda table: table.splitlines()[0]
+    assert head(markdown_table({"a": [two]})) == ("| Method | Acc@t1 | Acc@t2 | Δ(t1,t2) | Δ i→c | Δ c→i | "
+                                                 "same answer | edit ratio |")
+    table = markdown_table({"two attempts": [two], "three attempts": [three]})
+    assert "| Acc@t3 | Δ(t1,t3) |" in head(table)
+    assert table.splitlines()[-1].startswith("| three attempts | 50.0 [") and "| – |" in table.splitlines()[2]

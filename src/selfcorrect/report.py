@@ -8,9 +8,14 @@ import statistics
 from pathlib import Path
 from typing import Mapping, Sequence
 
-COLUMNS = [("acc_t1", "Acc@t1"), ("acc_t2", "Acc@t2"), ("delta", "Δ(t1,t2)"),
-           ("delta_i2c", "Δ i→c"), ("delta_c2i", "Δ c→i"), ("same_answer", "same answer"),
-           ("edit_ratio", "edit ratio")]
+FLIPS = [("delta_i2c", "Δ i→c"), ("delta_c2i", "Δ c→i"), ("same_answer", "same answer"), ("edit_ratio", "edit ratio")]
+
+
+def _columns(results: Mapping[str, Sequence[Mapping]]) -> list[tuple[str, str]]:
+    """Acc@t for every attempt any run has (two in the paper), Δ between the first and the last, flips."""
+    k = max((int(key[5:]) for runs in results.values() for r in runs for key in r
+             if key.startswith("acc_t") and key[5:].isdigit()), default=2)
+    return [(f"acc_t{t}", f"Acc@t{t}") for t in range(1, k + 1)] + [("delta", f"Δ(t1,t{k})")] + FLIPS
 
 
 def _cell(runs: Sequence[Mapping], key: str) -> str:
@@ -25,9 +30,10 @@ def _cell(runs: Sequence[Mapping], key: str) -> str:
 
 def markdown_table(results: Mapping[str, Sequence[Mapping]]) -> str:
     """One row per method; a cell is mean ± std over seeds, or value [95% interval] for one seed."""
-    head = "| Method | " + " | ".join(name for _, name in COLUMNS) + " |"
-    rule = "|---" * (len(COLUMNS) + 1) + "|"
-    rows = [f"| {method} | " + " | ".join(_cell(runs, key) for key, _ in COLUMNS) + " |"
+    columns = _columns(results)
+    head = "| Method | " + " | ".join(name for _, name in columns) + " |"
+    rule = "|---" * (len(columns) + 1) + "|"
+    rows = [f"| {method} | " + " | ".join(_cell(runs, key) for key, _ in columns) + " |"
             for method, runs in results.items()]
     return "\n".join([head, rule, *rows])
 
