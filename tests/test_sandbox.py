@@ -275,7 +275,8 @@ def test_forged_success_does_not_pass(program):
 
 @pytest.mark.parametrize("program", [
     "import sys\nsys.modules['ctypes._endian'].pointer\n",  # left loaded by the launcher
-    "import glob, os, shutil, sys\nsys.path.insert(0, os.getcwd())\nos.makedirs('pkg')\nopen('pkg/__init__.py', 'w').close()\n"
+    "import glob, os, shutil, sys\nsys.path.insert(0, os.getcwd())\nos.makedirs('pkg')\n"
+    "open('pkg/__init__.py', 'w').close()\n"
     "for so in glob.glob(sys.base_prefix + '/lib/python3*/lib-dynload/_testcapi.*'):\n"
     "    shutil.copy(so, 'pkg/')\nimport pkg._testcapi\n",
     "import _testcapi\n",

@@ -250,8 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "real task, on held-out problems")
     ev.add_argument("run", nargs="?", help="a folder written by `selfcorrect train`")
     ev.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    ev.add_argument("--limit", type=_at_least(1),
-                    help="number of test problems (default: all)")
+    ev.add_argument("--limit", type=_at_least(1), help="number of test problems (default: all)")
     ev.add_argument("--attempts", type=_at_least(1), default=2)
     ev.add_argument("--cache-dir", help="where the base model is cached")
     ev.add_argument("--model", help="a hub id, a local folder, a .gguf file, or the alias smollm2")
@@ -262,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=_at_least(1), default=16, help="with --model: problems per generation batch")
     ev.add_argument("--scaling", help="with --model: sample budgets, e.g. 1,2,4,8,16,32: parallel self-consistency "
                                       "against sequential self-correction")
-    ev.add_argument("--temperature", type=_at_least(0.0, float), default=0.7, help="with --scaling: sampling temperature")
+    ev.add_argument("--temperature", type=_at_least(0.0, float), default=0.7,
+                    help="with --scaling: sampling temperature")
     ev.add_argument("--out", default="runs/eval", help="with --model: output folder (default runs/eval)")
     ev.set_defaults(func=cmd_eval)
     return parser
@@ -276,8 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"selfcorrect: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        resume = ("`selfcorrect train --resume`" if args.command == "train"
-                  else f"the same `selfcorrect {args.command}` command" if args.command in ("demo", "compare") else None)
+        resume = {"train": "`selfcorrect train --resume`", "demo": "the same `selfcorrect demo` command",
+                  "compare": "the same `selfcorrect compare` command"}.get(args.command)
         print("selfcorrect: interrupted" + (f"; {resume} continues from the last checkpoint" if resume else ""),
               file=sys.stderr)
         return 130

@@ -186,9 +186,12 @@ def _train_run(config: ExperimentConfig, train_config: TrainConfig, run_dir: Pat
         write_text_atomic(curve_path, "".join(json.dumps(p) + "\n" for p in curve))
 
     if resume:  # a run stopped between a checkpoint and its curve point gets the point now
-        step = torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"]
-        if all(p["step"] != step for p in curve):
-            on_checkpoint(step, load_weights(copy.deepcopy(base), run_dir / "checkpoint.pt"))
+        state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+        if all(p["step"] != state["step"] for p in curve):
+            stopped = copy.deepcopy(base)
+            stopped.load_state_dict(state["model"])
+            on_checkpoint(state["step"], stopped.eval())
+        del state  # not held through training
     model = train(base, dialogue, task, train_config, run_dir, resume=resume, on_checkpoint=on_checkpoint,
                   progress=progress)
     return model, dialogue, task, curve

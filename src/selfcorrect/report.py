@@ -8,7 +8,8 @@ import statistics
 from pathlib import Path
 from typing import Mapping, Sequence
 
-FLIPS = [("delta_i2c", "Δ i→c"), ("delta_c2i", "Δ c→i"), ("same_answer", "same answer"), ("edit_ratio", "edit ratio")]
+FLIPS = [("delta_i2c", "Δ i→c"), ("delta_c2i", "Δ c→i"), ("same_answer", "same answer"),
+         ("edit_ratio", "edit ratio")]
 
 
 def _columns(results: Mapping[str, Sequence[Mapping]]) -> list[tuple[str, str]]:
