@@ -13,9 +13,9 @@ Layers, from the outside in:
 * the launcher (this file run as a script, still trusted code) moves into new PID,
   network, mount, IPC and UTS namespaces when the OS allows it and forks;
 * the harness (the forked child: PID 1 of the new PID namespace) builds a read-only jail,
-  sets resource limits, drops to a throw-away uid, installs an audit hook and only then
-  executes the program and the tests. When it exits, the kernel kills every process left
-  in its PID namespace.
+  sets resource limits, drops to a throw-away uid, and starts a thread that installs an
+  audit hook and only then executes the program and the tests. When it exits, the kernel
+  kills every process left in its PID namespace.
 
 The verdict never comes from the exit code or from stdout: the harness writes a line
 holding a secret nonce to a dedicated pipe, and only after every test ran without raising.
@@ -93,7 +93,7 @@ def _harness(job, libc, flags):
     """Lock this process down, then run the program and the tests. Never returns."""
     import resource
 
-    limits, uid, nonce, fd = job["limits"], job["uid"], job["nonce"], job["report_fd"]
+    limits, uid = job["limits"], job["uid"]
     jail = bool(flags & CLONE_NEWNS) and _build_jail(libc, limits["tmpfs_mb"], uid, job["hide"])
     # A throw-away uid needs a readable interpreter: the jail exposes it; without the jail,
     # an interpreter under a private home (mode 700) would break every later import.
@@ -116,8 +116,16 @@ def _harness(job, libc, flags):
     libc.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)  # die with the launcher
     info = {"pid_namespace": bool(flags & CLONE_NEWPID), "net_namespace": bool(flags & CLONE_NEWNET),
             "user_namespace": bool(flags & CLONE_NEWUSER), "jail": jail, "uid": uid}
-    os.write(fd, f"{nonce} isolation {marshal.dumps(info).hex()}\n".encode())
-    _run_user_code(job["program"], job["tests"], nonce, fd)
+    os.write(job["report_fd"], f"{job['nonce']} isolation {marshal.dumps(info).hex()}\n".encode())
+    # The program runs in a second thread, which alone holds the nonce and the pipe (popped
+    # from the job, which this frame and the launcher's still hold). Python runs signal
+    # handlers in the main thread only and lets only it install them, so no handler can be
+    # handed a frame on the path to the nonce (a handler's frame argument is the main thread's).
+    import _thread
+    _thread.start_new_thread(_run_user_code, tuple(job.pop(k) for k in ("program", "tests", "nonce", "report_fd")))
+    wait = _thread.allocate_lock()
+    wait.acquire()
+    wait.acquire()  # forever: the program's thread ends the process
 
 
 def _build_jail(libc, tmpfs_mb, uid, hide):
@@ -190,10 +198,10 @@ def _world_readable(path):
 def _run_user_code(program, tests, nonce, fd):
     """Compile, lock introspection, exec the program, exec the tests, report, exit.
 
-    The nonce lives only in this frame. The audit hook denies every way Python code has to
-    reach another frame or arbitrary objects (sys._getframe, traceback/generator frames,
-    gc, tracing, ctypes and other raw memory access) that it can deny; docs/sandbox.md
-    names two it cannot (a signal handler's frame, the launcher's cached _ctypes). Every
+    Runs in its own thread; the nonce lives only in this frame. The audit hook denies every
+    way Python code has to reach another frame or arbitrary objects (sys._getframe,
+    traceback/generator frames, gc, tracing, ctypes and other raw memory access) that it
+    can deny; docs/sandbox.md names one it cannot (the launcher's cached _ctypes). Every
     function and class used after the program ran is bound to a local first: the program
     may patch builtins and modules (exec, dict, BaseException, os.write) without reaching
     this code.
@@ -219,7 +227,11 @@ def _run_user_code(program, tests, nonce, fd):
         if denied_module(name):
             del sys.modules[name]
     sys.addaudithook(hook)
-    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    # Run as a module, not a script: a `__main__` block (input(), doctest.testmod()) does not
+    # run, as in the HumanEval and MBPP reference harnesses. Registered, for dataclasses & co.
+    module = sys.modules["program"] = type(sys)("program")
+    namespace = vars(module)
+    namespace["__builtins__"] = builtins
     try:
         run(program_code, namespace)
         run(tests_code, dict_(namespace, __builtins__=clean_builtins))
