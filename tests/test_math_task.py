@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from selfcorrect.errors import SelfCorrectError
+from selfcorrect.evaluate import _vote
 from selfcorrect.tasks import math as mt
 from selfcorrect.tasks.math import MathTask, MathTaskConfig, extract_answer, grade, grade_many
 
@@ -46,6 +47,15 @@ def test_answer_is_normalised():
     assert task.answer("The final answer is $\\left( 1,\\! 2 \\right)$.") == "(1,2)"
     assert task.answer("#### 1,200") == "1200"
     assert task.answer("nothing") is None
+
+
+def test_majority_vote_counts_one_value_written_two_ways_once():
+    task = MathTask()
+    assert task.same_answer("0.5", "\\frac{1}{2}") and task.same_answer("x^2", "x^2")
+    assert not task.same_answer("2", "3") and not task.same_answer("(1,2)", "(2,1)")
+    answers, rewards = ["3", "0.5", "\\frac{1}{2}", None], [0.0, 1.0, 1.0, 0.0]
+    assert _vote(answers, rewards) == 0.0  # as strings: a three-way tie, which "3" wins
+    assert _vote(answers, rewards, task.same_answer) == 1.0
 
 
 def test_a_check_that_overruns_its_timeout_is_wrong_and_the_next_one_works():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections import Counter
+import operator
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -111,13 +111,19 @@ def evaluate(model, dialogue: Dialogue, task: Task, problems: Sequence[Problem],
     return Evaluation(list(problems), rewards_t, responses, metrics, ratios)
 
 
-def _vote(answers: Sequence[str | None], rewards: Sequence[float]) -> float:
-    """Reward of the majority answer (ties: the answer seen first); 0 when no answer was given."""
-    counts = Counter(a for a in answers if a is not None)
-    if not counts:
-        return 0.0
-    winner = max(counts, key=lambda a: (counts[a], -answers.index(a)))
-    return rewards[answers.index(winner)]
+def _vote(answers: Sequence[str | None], rewards: Sequence[float],
+          same: Callable[[str, str], bool] = operator.eq) -> float:
+    """Reward of the majority answer; answers `same` calls equal count together (ties: the
+    class seen first, its reward that of its first member); 0 when no answer was given."""
+    classes: list[list[int]] = []
+    for i, answer in enumerate(answers):
+        if answer is not None:
+            home = next((c for c in classes if same(answers[c[0]], answer)), None)
+            if home is None:
+                classes.append([i])
+            else:
+                home.append(i)
+    return rewards[max(classes, key=len)[0]] if classes else 0.0
 
 
 @torch.no_grad()
@@ -125,7 +131,8 @@ def self_consistency(model, dialogue: Dialogue, task: Task, problems: Sequence[P
                      sampling: SamplingConfig, batch_size: int = 64, progress: bool = False) -> dict:
     """Inference-time compute at equal sample budgets B (the paper's Figure 1 right).
 
-    parallel:   B sampled first attempts, majority vote over their final answers;
+    parallel:   B sampled first attempts, majority vote over their final answers (answers
+                the task's `same_answer` calls equal vote together, else equal strings);
     sequential: floor(B/2) sampled first attempts, each corrected once, majority vote over
                 the second attempts (none for B = 1). Both read prefixes of the same
                 samples, so budgets nest.
@@ -134,6 +141,7 @@ def self_consistency(model, dialogue: Dialogue, task: Task, problems: Sequence[P
     if not budgets or min(budgets) < 1:
         raise ValueError("budgets must be >= 1")
     top = max(budgets)
+    same = getattr(task, "same_answer", operator.eq)
     parallel = {b: 0.0 for b in budgets}
     sequential = {b: 0.0 for b in budgets if b >= 2}
     for start in tqdm(range(0, len(problems), batch_size), desc="self-consistency", disable=not progress):
@@ -148,9 +156,9 @@ def self_consistency(model, dialogue: Dialogue, task: Task, problems: Sequence[P
             second_answers = [a[1] for a in chains.answers[two]]
             second_rewards = chains.rewards[two, 1].tolist()
             for b in budgets:
-                parallel[b] += _vote(first_answers[:b], first_rewards[:b])
+                parallel[b] += _vote(first_answers[:b], first_rewards[:b], same)
                 if b in sequential:
-                    sequential[b] += _vote(second_answers[:b // 2], second_rewards[:b // 2])
+                    sequential[b] += _vote(second_answers[:b // 2], second_rewards[:b // 2], same)
     n = len(problems)
     return {"budgets": list(budgets), "n": n, "parallel": [parallel[b] / n for b in budgets],
             "sequential": [sequential[b] / n if b in sequential else None for b in budgets]}

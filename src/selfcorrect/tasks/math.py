@@ -285,10 +285,15 @@ def grade(response: str, gold: str, timeout: float = DEFAULT_TIMEOUT) -> bool:
     if answer is None:
         return False
     answer, gold = normalise(answer), normalise(gold)
-    if not answer or len(answer) > MAX_ANSWER_CHARS:
-        return False
+    return bool(answer) and _same_value(answer, gold, timeout)
+
+
+def _same_value(answer: str, gold: str, timeout: float) -> bool:
+    """Two normalised answers: identical, or equal by math-verify (an overlong answer: identical only)."""
     if answer == gold:
         return True
+    if len(answer) > MAX_ANSWER_CHARS:
+        return False
     bases = _BASE.search(answer), _BASE.search(gold)
     if all(bases) and bases[0].group(1) != bases[1].group(1):
         return False
@@ -387,6 +392,11 @@ class MathTask:
     def answer(self, response: str) -> str | None:
         answer = extract_answer(response)
         return normalise(answer) if answer is not None else None
+
+    def same_answer(self, a: str, b: str) -> bool:
+        """Whether two stated answers (as `answer` gives them) are one value ("0.5" and
+        "\\frac{1}{2}"): majority voting counts them together."""
+        return a == b or (max(len(a), len(b)) <= MAX_ANSWER_CHARS and _same_value(a, b, self.config.timeout))
 
     def reward(self, problem: Problem, response: str) -> float:
         return float(grade(response, problem.answer, self.config.timeout))
