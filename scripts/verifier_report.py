@@ -107,6 +107,26 @@ CASES = [
     Case("18", "16 - 3 - 4 = 9 eggs, and 9 * 2 = 18 dollars.", True, "no marker: the last number"),
     Case("\\frac{1}{2}", "so the answer is \\boxed{\\frac{1}{2", False, "cut off inside \\boxed: no answer"),
     Case("0", "I am not sure.", False, "no answer at all"),
+    # chat-model habits (an independent review, 2026-11-28)
+    Case("18", "The final answer is **18**.", True, "markdown bold"),
+    Case("18", "**The final answer is 18.**", True, "markdown bold around the sentence"),
+    Case("5", "The final answer is:\n\n$$5$$", True, "the answer on the next line"),
+    Case("18", "**Final Answer:**\n18", True, "bold marker, the answer on the next line"),
+    Case("5", "Thus $\\boxed{5}$. Let me verify that the final answer is correct: 5*3=15.", True,
+         "\"final answer is correct\" in prose after the \\boxed"),
+    Case("18", "She makes 9 * 2 = 18 dollars. I think this answer is right.", True,
+         "\"answer is right\" is prose: the last number counts"),
+    Case("5", "\\boxed{5}\n\n#### Verification\n5 * 3 = 15, as required.", True,
+         "a markdown #### heading is not GSM8K's marker"),
+    Case("12", "The final answer is 12, since 4*3 = 12.", True, "a reason after the answer"),
+    Case("1200", "The final answer is 1,200 dollars.", True, "thousands separator and a unit"),
+    Case("81, 256", "\\boxed{81256}", False, "a list is not a number with a thousands separator"),
+    Case("81, 256", "\\boxed{256, 81}", True, "a list with three-digit items, another order"),
+    Case("10080", "\\boxed{10,\\!080}", True, "\\! after a thousands comma"),
+    Case("2.5", "The answer is 2 1/2 hours.", True, "mixed number"),
+    Case("10.5", "#### 2 1/2", False, "a mixed number is not 21/2"),
+    Case("5", "The final answer is 5 dozen.", False, "a scale word is not a unit"),
+    Case("3, 5, 7", "$\\boxed{3}, \\boxed{5}, \\boxed{7}$", True, "one box per solution", limitation=True),
 ]
 
 
@@ -254,18 +274,22 @@ METHOD = """
 1. **Extract** the final answer from the response (`extract_answer`). The last of
    these markers wins: `final answer is ...` / `Final Answer: ...` (the paper's
    `Final Answer: The final answer is $X$. I hope it is correct.`; the answer is the
-   first `$...$`, `$$...$$`, `\\(...\\)` or `\\[...\\]` after it, else the rest of the
-   sentence), the last `\\boxed{...}` / `\\fbox{...}` (braces matched), and GSM8K's
-   `#### X`. Only without them: `answer is ...` / `Answer: ...` (weaker, because
-   prose says "our answer is correct"); only without that either: the last number
+   first `$...$`, `$$...$$`, `\\(...\\)` or `\\[...\\]` after it, on its line or the
+   next, else the rest of the sentence up to a reason, ", since ..."), the last
+   `\\boxed{...}` / `\\fbox{...}` (braces matched), and GSM8K's `#### X` (a number, not
+   a markdown heading). Only without them: `answer is ...` / `Answer: ...` (weaker).
+   A marker followed by a verdict ("the final answer is correct", "answer is not ...")
+   is prose and does not count. Only without any: the last number
    (the usual GSM8K fallback). A `\\boxed{}` inside the chosen span is unwrapped; a
    response cut off inside `\\boxed{` answers nothing.
 2. **Normalise** both answers (`normalise`): LaTeX spacing (`\\!`, `\\,`, `~`),
-   `\\left`/`\\right`, `\\dfrac`/`\\tfrac`, dollar signs, a trailing period, thousands
-   separators in a plain number, plain-word units after a number ("5 dollars"), and
-   spaces that separate no two letters. Identical strings are right with no further
-   work; numbers in two different bases (`52_8`, `52_9`) are wrong with none (math-verify
-   drops the base).
+   `\\left`/`\\right`, `\\dfrac`/`\\tfrac`, dollar signs, markdown `*` and a trailing
+   period around the answer, thousands separators in a plain number (`1,200`; with a
+   space after the comma, `81, 256` is a list and keeps its `, `), a mixed number
+   (`2 1/2` is `2+1/2`), plain-word units after a number ("5 dollars"; not scale words
+   such as "dozen" or "million"), and spaces that separate no two letters. Identical
+   strings are right with no further work; numbers in two different bases (`52_8`,
+   `52_9`) are wrong with none (math-verify drops the base).
 3. **Check equivalence** with math-verify: `verify(parse("\\boxed{gold}"),
    parse("\\boxed{answer}"))`, in a separate worker process. The worker sets one
    timer per check (math-verify's own SIGALRM timeouts are off); the caller kills and
@@ -290,6 +314,13 @@ expressions restated from the question and rewards wrong answers (DESIGN.md, sec
 - The last-number fallback (no marker at all) can credit a response that ends by
   restating a number that happens to be the answer; responses in the paper's format
   never use it.
+- One `\\boxed{}` per solution (`\\boxed{3}, \\boxed{5}`) reads as the last box only.
+- math-verify reads a tuple and a set alike (`(1,2)` and `\\{1,2\\}`), and a hedge in
+  `\\text{}` is dropped (`18 \\text{ (or 19)}` is accepted for `18`).
+- Scale words are not read (`1.5 million` is not `1500000`), nor unicode maths other
+  than `π` and `−` (`√2`, `½`, `30°`).
+- A model that runs on past its answer into a new problem is graded on the last marker,
+  which is the new problem's (generation has no stop string).
 - Answers longer than 500 characters count as wrong without a check (the longest MATH
   gold answer is 159 characters).
 - The shipped MATH train file has two problems whose solutions box nothing

@@ -44,7 +44,10 @@ def test_extract_answer(response, answer):
 
 def test_answer_is_normalised():
     task = MathTask()
-    assert task.answer("The final answer is $\\left( 1,\\! 2 \\right)$.") == "(1,2)"
+    assert task.answer("The final answer is $\\left( 1,\\! 2 \\right)$.") == "(1, 2)"  # a list keeps ", "
+    assert task.answer("The final answer is $10,\\!080$.") == "10080"
+    assert task.answer("The final answer is **2 1/2**.") == "2+1/2"
+    assert task.answer("The answer is $.") is None
     assert task.answer("#### 1,200") == "1200"
     assert task.answer("nothing") is None
 
@@ -53,6 +56,8 @@ def test_majority_vote_counts_one_value_written_two_ways_once():
     task = MathTask()
     assert task.same_answer("0.5", "\\frac{1}{2}") and task.same_answer("x^2", "x^2")
     assert not task.same_answer("2", "3") and not task.same_answer("(1,2)", "(2,1)")
+    # math-verify is lenient with its first argument (the gold): the vote must not depend on order
+    assert task.same_answer("x<0", "(-\\infty,0)") and task.same_answer("(-\\infty,0)", "x<0")
     answers, rewards = ["3", "0.5", "\\frac{1}{2}", None], [0.0, 1.0, 1.0, 0.0]
     assert _vote(answers, rewards) == 0.0  # as strings: a three-way tie, which "3" wins
     assert _vote(answers, rewards, task.same_answer) == 1.0

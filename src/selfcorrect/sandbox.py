@@ -120,8 +120,12 @@ def _harness(job, libc, flags):
     # The program runs in a second thread, which alone holds the nonce and the pipe (popped
     # from the job, which this frame and the launcher's still hold). Python runs signal
     # handlers in the main thread only and lets only it install them, so no handler can be
-    # handed a frame on the path to the nonce (a handler's frame argument is the main thread's).
+    # handed a frame on the path to the nonce; and this thread blocks every signal, so it
+    # never wakes to run Python again (a KeyboardInterrupt would run the launcher's
+    # `finally`, whose globals the program can patch). The new thread unblocks them.
+    import _signal
     import _thread
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
     _thread.start_new_thread(_run_user_code, tuple(job.pop(k) for k in ("program", "tests", "nonce", "report_fd")))
     wait = _thread.allocate_lock()
     wait.acquire()
@@ -208,6 +212,9 @@ def _run_user_code(program, tests, nonce, fd):
     """
     import builtins
 
+    import _signal
+
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])  # blocked by the main thread, which started this one
     run, dict_, type_, str_, base_exception = exec, dict, type, str, BaseException
     write, exit_now = os.write, os._exit
 
@@ -262,11 +269,18 @@ def _make_audit_hook():
         "sys._getframe", "sys._current_frames", "sys._current_exceptions", "sys.settrace",
         "sys.setprofile", "sys._settraceallthreads", "sys._setprofileallthreads",
         "sys.monitoring.register_callback", "gc.get_objects", "gc.get_referrers",
-        "gc.get_referents", "socket.__new__"})
+        "gc.get_referents", "socket.__new__",
+        # a forked child's thread is its main thread: it may install a signal handler, which is
+        # handed a frame on the path to the nonce (subprocess's preexec_fn: _posixsubprocess, below)
+        "os.fork", "os.forkpty"})
     frame_attributes = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
     memory_files = ("/mem", "/pagemap")
 
-    def denied_module(name, str_=str, names=frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend"})):
+    # raw memory; a fork running Python code; subinterpreters (an audit hook binds one interpreter)
+    names = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "_posixsubprocess", "_xxsubinterpreters",
+                       "_xxinterpchannels", "_interpreters", "_interpchannels", "_interpqueues"})
+
+    def denied_module(name, str_=str, names=names):
         # under any package too: a copied extension module keeps its name (its init is PyInit_<name>)
         last = str_.rpartition(name, ".")[2]
         return last in names or str_.startswith(last, "_test") or str_.startswith(name, "ctypes.")

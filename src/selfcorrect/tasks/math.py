@@ -55,12 +55,14 @@ MAX_ANSWER_CHARS = 500  # the longest gold answer in MATH is 159 characters
 
 # ---------------------------------------------------------------- answer extraction
 
-_FINAL = re.compile(r"\bfinal answer\s*(?:is|:)", re.IGNORECASE)  # the paper's "The final answer is"
-_ANSWER = re.compile(r"\banswer\s*(?:is|:)", re.IGNORECASE)  # weaker: "our answer is correct" is prose
+_VERDICT = r"(?!\s*(?:correct|right|wrong|incorrect|not)\b)"  # "the final answer is correct" is prose
+_FINAL = re.compile(r"\bfinal answer\s*(?:is|:)" + _VERDICT, re.IGNORECASE)  # the paper's "The final answer is"
+_ANSWER = re.compile(r"\banswer\s*(?:is|:)" + _VERDICT, re.IGNORECASE)  # weaker: a marker only when no other is
 _HOPE = re.compile(r"I hope it is correct", re.IGNORECASE)
 _MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$((?:\\\$|[^$\n])+)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
-_HASHES = re.compile(r"####\s*([^\n]*)")
+_HASHES = re.compile(r"####[ \t]*(?=[-$*\\\d.(])([^\n]*)")  # GSM8K's "#### 18", not a "#### Check" heading
+_SENTENCE_END = re.compile(r"\.(?:\s|$)|,?\s+(?:since|because)\s")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
 
 
@@ -82,13 +84,14 @@ def _last_boxed(text: str) -> tuple[int, str | None]:
 
 
 def _after_anchor(text: str) -> str:
-    """The answer stated right after "answer is": its first math span, else its sentence."""
-    text = _HOPE.split(text.lstrip(" *:\t"))[0]
+    """The answer stated right after "answer is" (on its line or the next): its first math
+    span, else its sentence up to a reason ("12, since ...")."""
+    text = _HOPE.split(text.lstrip(" *:\t\r\n"))[0]
     span = _MATH_SPAN.match(text)
     if span:
         return next(g for g in span.groups() if g is not None)
     # No closed $...$: a lone "$" is a currency sign ("The answer is $18.").
-    return re.split(r"\.(?:\s|$)", text.split("\n")[0])[0]
+    return _SENTENCE_END.split(text.split("\n")[0])[0]
 
 
 def _last_anchor(pattern: re.Pattern, text: str) -> tuple[int, str | None]:
@@ -124,27 +127,32 @@ def extract_answer(response: str) -> str | None:
 
 # ---------------------------------------------------------------- normalisation
 
-_SPACING = re.compile(r"(?<!\\)\\[!,;: ]|~")  # LaTeX thin/medium spaces, not the "\\" of a matrix
+_SPACING = re.compile(r"(?<!\\)\\[,;: ]|~")  # LaTeX thin/medium spaces, not the "\\" of a matrix
+_NEGATIVE_SPACE = re.compile(r"(?<!\\)\\!")  # "10,\\!080": joins, so the comma stays a thousands one
 _LEFT_RIGHT = re.compile(r"\\(?:left|right)(?![A-Za-z])")
 _SPACE = re.compile(r"\s+")
 _SPACE_NEXT_TO_NON_LETTER = re.compile(r"(?<![A-Za-z]) | (?![A-Za-z])")  # keeps "\pi r"
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_MIXED = re.compile(r"(?<![\d.,/])(\d+) (\d+/\d+)(?![\d/])")  # "2 1/2" is 2+1/2, not 21/2
 # "5 dollars": a number followed by plain words (math-verify reads "dollars" as a product
 # of symbols); words that are maths themselves keep the answer as it is.
-_PLAIN_UNITS = re.compile(r"(-?\d+(?:\.\d+)?) ((?:[A-Za-z]{2,} ?)+)")
-_MATH_WORDS = {"pi", "sqrt", "times", "over", "plus", "minus", "mod", "and", "or", "to"}
+_PLAIN_UNITS = re.compile(r"(-?\d[\d,]*(?:\.\d+)?(?:\+?\d+/\d+)?) ((?:[A-Za-z]{2,} ?)+)")
+_MATH_WORDS = {"pi", "sqrt", "times", "over", "plus", "minus", "mod", "and", "or", "to",
+               "dozen", "hundred", "thousand", "million", "billion", "trillion"}  # scale words are not units
 
 
 def normalise(answer: str) -> str:
     """A presentation-free form: equal forms are equal answers (unequal forms may be too)."""
-    s = _LEFT_RIGHT.sub("", _SPACING.sub(" ", answer))
+    s = _LEFT_RIGHT.sub("", _SPACING.sub(" ", _NEGATIVE_SPACE.sub("", answer)))
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\$", "").replace("$", "")
-    s = _SPACE.sub(" ", s).strip().rstrip(".")
+    s = _SPACE.sub(" ", s).strip().strip("*").strip().rstrip(".")  # "*": markdown bold, "**18**."
+    s = _MIXED.sub(r"\1+\2", s)
     units = _PLAIN_UNITS.fullmatch(s)
     if units and not _MATH_WORDS & set(units.group(2).lower().split()):
         s = units.group(1)
-    s = _SPACE_NEXT_TO_NON_LETTER.sub("", s)
-    return s.replace(",", "") if _THOUSANDS.fullmatch(s) else s
+    if _THOUSANDS.fullmatch(s):  # "1,200"; with a space, "81, 256" is a list, and stays one for math-verify
+        return s.replace(",", "")
+    return ", ".join(_SPACE_NEXT_TO_NON_LETTER.sub("", part) for part in s.split(", "))
 
 
 # ---------------------------------------------------------------- grading worker
@@ -391,12 +399,14 @@ class MathTask:
 
     def answer(self, response: str) -> str | None:
         answer = extract_answer(response)
-        return normalise(answer) if answer is not None else None
+        return (normalise(answer) or None) if answer is not None else None
 
     def same_answer(self, a: str, b: str) -> bool:
         """Whether two stated answers (as `answer` gives them) are one value ("0.5" and
         "\\frac{1}{2}"): majority voting counts them together."""
-        return a == b or (max(len(a), len(b)) <= MAX_ANSWER_CHARS and _same_value(a, b, self.config.timeout))
+        # either way round: math-verify reads its first argument as the gold, more leniently
+        return a == b or (max(len(a), len(b)) <= MAX_ANSWER_CHARS
+                          and (_same_value(a, b, self.config.timeout) or _same_value(b, a, self.config.timeout)))
 
     def reward(self, problem: Problem, response: str) -> float:
         return float(grade(response, problem.answer, self.config.timeout))
