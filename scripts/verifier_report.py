@@ -148,6 +148,18 @@ def bump_last_integer(answer: str) -> str | None:
     return answer[:last.start()] + str(int(last.group()) + 1) + answer[last.end():]
 
 
+def plain_number(gold: str) -> str | None:
+    """A numeric gold as bare digits ("11,\\! 111" -> "11111"); None for anything else,
+    lists ("81, 256") included. Checks the normalisation of the gold, not only its echo."""
+    s = re.sub(r"\s*\\!\s*", "", gold)
+    if ", " in s:
+        return None
+    s = re.sub(r"\\[,;: ]|\s|[{}]", "", s)
+    if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):
+        s = s.replace(",", "")
+    return s if re.fullmatch(r"-?\d+(?:\.\d+)?", s) and s != gold else None
+
+
 def dataset_rows(dataset: str) -> list[tuple[str, str]]:
     """(gold, the dataset's own solution text) per test problem."""
     task = mt.MathTask(mt.MathTaskConfig(dataset=dataset))
@@ -163,11 +175,14 @@ def measure_dataset(dataset: str) -> dict:
         'paper: "Final Answer: The final answer is $X$. I hope it is correct."': lambda g, s: "We compute it.\n" + paper(g),
         "boxed: \"... so the answer is $\\boxed{X}$.\"": lambda g, s: f"We compute it, so the answer is $\\boxed{{{g}}}$.",
         "the dataset's own solution (MATH: last \\boxed; GSM8K: #### X)": lambda g, s: s,
+        "plain digits, for a gold written otherwise (`10,\\!080` as 10080)":
+            lambda g, s: paper(plain) if (plain := plain_number(g)) else None,
     }
     result = {"n": n, "accept": {}, "reject": {}}
     for name, form in forms.items():
-        failures = [(g, form(g, s)) for g, s in rows if not mt.grade(form(g, s), g)]
-        result["accept"][name] = (n - len(failures), n, failures)
+        pairs = [(g, r) for g, s in rows if (r := form(g, s)) is not None]
+        failures = [(g, r) for g, r in pairs if not mt.grade(r, g)]
+        result["accept"][name] = (len(pairs) - len(failures), len(pairs), failures)
     bumped = [(g, b) for g, _ in rows if (b := bump_last_integer(g)) is not None]
     others = [(g, o) for (g, _), (o, _) in zip(rows, rows[1:] + rows[:1]) if mt.normalise(o) != mt.normalise(g)]
     for name, pairs in {"last integer + 1": bumped, "the next problem's gold answer": others}.items():

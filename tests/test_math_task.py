@@ -44,9 +44,10 @@ def test_extract_answer(response, answer):
 
 def test_answer_is_normalised():
     task = MathTask()
-    assert task.answer("The final answer is $\\left( 1,\\! 2 \\right)$.") == "(1, 2)"  # a list keeps ", "
-    assert task.answer("The final answer is $10,\\!080$.") == "10080"
-    assert task.answer("The final answer is **2 1/2**.") == "2+1/2"
+    assert task.answer("The final answer is $\\left( 1,\\! 2 \\right)$.") == "(1,2)"
+    assert task.answer("The final answer is $11,\\! 111,\\! 100$.") == "11111100"  # "\\!" joins
+    assert task.answer("The final answer is $81, 256$.") == "81, 256"  # a list keeps its ", "
+    assert task.answer("The final answer is **-2 1/2**.") == "-(2+1/2)"
     assert task.answer("The answer is $.") is None
     assert task.answer("#### 1,200") == "1200"
     assert task.answer("nothing") is None
@@ -54,13 +55,15 @@ def test_answer_is_normalised():
 
 def test_majority_vote_counts_one_value_written_two_ways_once():
     task = MathTask()
-    assert task.same_answer("0.5", "\\frac{1}{2}") and task.same_answer("x^2", "x^2")
-    assert not task.same_answer("2", "3") and not task.same_answer("(1,2)", "(2,1)")
+    assert task.answers_agree("0.5", "\\frac{1}{2}") and task.answers_agree("x^2", "x^2")
+    assert not task.answers_agree("2", "3") and not task.answers_agree("(1,2)", "(2,1)")
     # math-verify is lenient with its first argument (the gold): the vote must not depend on order
-    assert task.same_answer("x<0", "(-\\infty,0)") and task.same_answer("(-\\infty,0)", "x<0")
+    assert task.answers_agree("x<0", "(-\\infty,0)") and task.answers_agree("(-\\infty,0)", "x<0")
     answers, rewards = ["3", "0.5", "\\frac{1}{2}", None], [0.0, 1.0, 1.0, 0.0]
     assert _vote(answers, rewards) == 0.0  # as strings: a three-way tie, which "3" wins
-    assert _vote(answers, rewards, task.same_answer) == 1.0
+    assert _vote(answers, rewards, task.answers_agree) == 1.0
+    # a class is scored by its members' rewards, not its first member's: agreeing is looser than grading
+    assert _vote(["x<0", "(-\\infty,0)", "(-\\infty,0)"], [0.0, 1.0, 1.0], task.answers_agree) == 1.0
 
 
 def test_a_check_that_overruns_its_timeout_is_wrong_and_the_next_one_works():

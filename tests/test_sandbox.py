@@ -103,6 +103,14 @@ def test_stdlib_that_looks_at_frames_still_works():
     assert result.passed, result
 
 
+@pytest.mark.parametrize("program", ["x = " + "-" * 200_000 + "1\n", ADD + "import os\nos.closerange(3, 64)\n"],
+                         ids=["memory-error-compiling", "verdict-pipe-closed"])
+def test_a_harness_that_breaks_fails_at_once(program):
+    # the program's thread ends the process whatever happens; the main thread never wakes
+    # (a hang would end as "timeout")
+    assert run_tests(program, ADD_TESTS, timeout=5).status == "failed"
+
+
 def test_run_many_keeps_order():
     jobs = [(ADD, ADD_TESTS), (ADD, "assert add(1, 1) == 3"), ("def add(", ADD_TESTS), (ADD, ADD_TESTS)]
     assert [r.status for r in run_many(jobs, workers=2)] == ["passed", "failed", "error", "passed"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import operator
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -114,7 +115,8 @@ def evaluate(model, dialogue: Dialogue, task: Task, problems: Sequence[Problem],
 def _vote(answers: Sequence[str | None], rewards: Sequence[float],
           same: Callable[[str, str], bool] = operator.eq) -> float:
     """Reward of the majority answer; answers `same` calls equal count together (ties: the
-    class seen first, its reward that of its first member); 0 when no answer was given."""
+    class seen first). A class's reward is its members' most common one (ties: its first
+    member's): `same` may be looser than the reward's own check. 0 when no answer was given."""
     classes: list[list[int]] = []
     for i, answer in enumerate(answers):
         if answer is not None:
@@ -123,7 +125,9 @@ def _vote(answers: Sequence[str | None], rewards: Sequence[float],
                 classes.append([i])
             else:
                 home.append(i)
-    return rewards[max(classes, key=len)[0]] if classes else 0.0
+    if not classes:
+        return 0.0
+    return Counter(rewards[i] for i in max(classes, key=len)).most_common(1)[0][0]
 
 
 @torch.no_grad()
@@ -132,7 +136,7 @@ def self_consistency(model, dialogue: Dialogue, task: Task, problems: Sequence[P
     """Inference-time compute at equal sample budgets B (the paper's Figure 1 right).
 
     parallel:   B sampled first attempts, majority vote over their final answers (answers
-                the task's `same_answer` calls equal vote together, else equal strings);
+                the task's `answers_agree` calls equal vote together, else equal strings);
     sequential: floor(B/2) sampled first attempts, each corrected once, majority vote over
                 the second attempts (none for B = 1). Both read prefixes of the same
                 samples, so budgets nest.
@@ -141,7 +145,7 @@ def self_consistency(model, dialogue: Dialogue, task: Task, problems: Sequence[P
     if not budgets or min(budgets) < 1:
         raise ValueError("budgets must be >= 1")
     top = max(budgets)
-    same = getattr(task, "same_answer", operator.eq)
+    same = getattr(task, "answers_agree", operator.eq)
     parallel = {b: 0.0 for b in budgets}
     sequential = {b: 0.0 for b in budgets if b >= 2}
     for start in tqdm(range(0, len(problems), batch_size), desc="self-consistency", disable=not progress):

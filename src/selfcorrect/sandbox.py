@@ -126,7 +126,7 @@ def _harness(job, libc, flags):
     import _signal
     import _thread
     _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
-    _thread.start_new_thread(_run_user_code, tuple(job.pop(k) for k in ("program", "tests", "nonce", "report_fd")))
+    _thread.start_new_thread(_user_code_thread, tuple(job.pop(k) for k in ("program", "tests", "nonce", "report_fd")))
     wait = _thread.allocate_lock()
     wait.acquire()
     wait.acquire()  # forever: the program's thread ends the process
@@ -197,6 +197,15 @@ def _world_readable(path):
         if path == "/":
             return True
         path = os.path.dirname(path)
+
+
+def _user_code_thread(program, tests, nonce, fd):
+    """The program's thread: it ends the process, whatever happens (the main thread never wakes)."""
+    exit_now = os._exit  # bound before the program can patch os
+    try:
+        _run_user_code(program, tests, nonce, fd)
+    finally:
+        exit_now(70)  # only reached when the harness itself broke (a MemoryError compiling, a closed pipe)
 
 
 def _run_user_code(program, tests, nonce, fd):
@@ -293,7 +302,9 @@ def _make_audit_hook():
             raise (value_error if event == "sys._getframe" else error)(f"sandbox: {event} is disabled")
         if event == "object.__getattr__" and args[1] in frame_attributes:
             raise error(f"sandbox: {args[1]} is disabled")
-        if (event == "import" and denied_module(args[0])) or str_.startswith(event, "ctypes."):
+        if event == "import" and denied_module(args[0]):
+            raise error(f"sandbox: import of {args[0]} is disabled")
+        if str_.startswith(event, "ctypes."):
             raise error(f"sandbox: {event} is disabled")
         if event == "open" and type_(args[0]) in (str_, bytes_):  # matters only outside the jail
             path = args[0] if type_(args[0]) is str_ else bytes_.decode(args[0], "utf-8", "replace")

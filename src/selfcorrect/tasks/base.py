@@ -14,6 +14,10 @@ class Problem:
 
 
 class Task(Protocol):
+    """Optional besides: `rewards(problems, responses)`, a batched `reward`, and
+    `answers_agree(a, b)`, whether two stated answers are one value (majority voting; else
+    equal strings)."""
+
     name: str
     instruction: str  # the self-correction instruction appended after each attempt
 

@@ -61,8 +61,9 @@ _ANSWER = re.compile(r"\banswer\s*(?:is|:)" + _VERDICT, re.IGNORECASE)  # weaker
 _HOPE = re.compile(r"I hope it is correct", re.IGNORECASE)
 _MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$((?:\\\$|[^$\n])+)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
-_HASHES = re.compile(r"####[ \t]*(?=[-$*\\\d.(])([^\n]*)")  # GSM8K's "#### 18", not a "#### Check" heading
-_SENTENCE_END = re.compile(r"\.(?:\s|$)|,?\s+(?:since|because)\s")
+# GSM8K's "#### 18", not a markdown heading ("#### Check", "#### 1. Check")
+_HASHES = re.compile(r"####[ \t]*(?=[-−+$*\\\d.(])(?!\d+\.\s+[A-Za-z])([^\n]*)")
+_SENTENCE_END = re.compile(r"\.(?:\s|$)|[\s,;:—–-]*\s(?:since|because)\s")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
 
 
@@ -128,15 +129,16 @@ def extract_answer(response: str) -> str | None:
 # ---------------------------------------------------------------- normalisation
 
 _SPACING = re.compile(r"(?<!\\)\\[,;: ]|~")  # LaTeX thin/medium spaces, not the "\\" of a matrix
-_NEGATIVE_SPACE = re.compile(r"(?<!\\)\\!")  # "10,\\!080": joins, so the comma stays a thousands one
+_NEGATIVE_SPACE = re.compile(r"\s*(?<!\\)\\!\s*")  # "11,\\! 111": joins, the comma stays a thousands one
 _LEFT_RIGHT = re.compile(r"\\(?:left|right)(?![A-Za-z])")
 _SPACE = re.compile(r"\s+")
 _SPACE_NEXT_TO_NON_LETTER = re.compile(r"(?<![A-Za-z]) | (?![A-Za-z])")  # keeps "\pi r"
+_PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
-_MIXED = re.compile(r"(?<![\d.,/])(\d+) (\d+/\d+)(?![\d/])")  # "2 1/2" is 2+1/2, not 21/2
+_MIXED = re.compile(r"(?<![\d.,/])(-?)(\d+) (\d+/\d+)(?![\d/])")  # "-2 1/2" is -(2+1/2), not -21/2
 # "5 dollars": a number followed by plain words (math-verify reads "dollars" as a product
 # of symbols); words that are maths themselves keep the answer as it is.
-_PLAIN_UNITS = re.compile(r"(-?\d[\d,]*(?:\.\d+)?(?:\+?\d+/\d+)?) ((?:[A-Za-z]{2,} ?)+)")
+_PLAIN_UNITS = re.compile(r"(-?(?:\(\d+\+\d+/\d+\)|\d[\d,]*(?:\.\d+)?(?:/\d+)?)) ((?:[A-Za-z]{2,} ?)+)")
 _MATH_WORDS = {"pi", "sqrt", "times", "over", "plus", "minus", "mod", "and", "or", "to",
                "dozen", "hundred", "thousand", "million", "billion", "trillion"}  # scale words are not units
 
@@ -145,14 +147,16 @@ def normalise(answer: str) -> str:
     """A presentation-free form: equal forms are equal answers (unequal forms may be too)."""
     s = _LEFT_RIGHT.sub("", _SPACING.sub(" ", _NEGATIVE_SPACE.sub("", answer)))
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\$", "").replace("$", "")
-    s = _SPACE.sub(" ", s).strip().strip("*").strip().rstrip(".")  # "*": markdown bold, "**18**."
-    s = _MIXED.sub(r"\1+\2", s)
+    s = _SPACE.sub(" ", s).strip(" *").rstrip(".").strip(" *")  # "*": markdown bold, "**18**."
+    s = _MIXED.sub(r"\1(\2+\3)", s)
     units = _PLAIN_UNITS.fullmatch(s)
     if units and not _MATH_WORDS & set(units.group(2).lower().split()):
         s = units.group(1)
-    if _THOUSANDS.fullmatch(s):  # "1,200"; with a space, "81, 256" is a list, and stays one for math-verify
-        return s.replace(",", "")
-    return ", ".join(_SPACE_NEXT_TO_NON_LETTER.sub("", part) for part in s.split(", "))
+    # ", " separates a list's items, and stays, so that math-verify reads "81, 256" as a list, not as 81256
+    items = [_SPACE_NEXT_TO_NON_LETTER.sub("", item) for item in s.split(", ")]
+    if len(items) == 1 and _THOUSANDS.fullmatch(items[0]):
+        return items[0].replace(",", "")
+    return ", ".join(items)
 
 
 # ---------------------------------------------------------------- grading worker
@@ -401,12 +405,16 @@ class MathTask:
         answer = extract_answer(response)
         return (normalise(answer) or None) if answer is not None else None
 
-    def same_answer(self, a: str, b: str) -> bool:
+    def answers_agree(self, a: str, b: str) -> bool:
         """Whether two stated answers (as `answer` gives them) are one value ("0.5" and
         "\\frac{1}{2}"): majority voting counts them together."""
+        if a == b:
+            return True
+        if _PLAIN_NUMBER.fullmatch(a) and _PLAIN_NUMBER.fullmatch(b):  # most answers: no math-verify call
+            return float(a) == float(b)
         # either way round: math-verify reads its first argument as the gold, more leniently
-        return a == b or (max(len(a), len(b)) <= MAX_ANSWER_CHARS
-                          and (_same_value(a, b, self.config.timeout) or _same_value(b, a, self.config.timeout)))
+        return max(len(a), len(b)) <= MAX_ANSWER_CHARS and (
+            _same_value(a, b, self.config.timeout) or _same_value(b, a, self.config.timeout))
 
     def reward(self, problem: Problem, response: str) -> float:
         return float(grade(response, problem.answer, self.config.timeout))
