@@ -73,6 +73,12 @@ def test_syntax_errors_and_missing_tests_are_errors(program, tests):
     assert run_tests(program, tests).status == "error"
 
 
+def test_a_program_may_name_anything():
+    # its names reach the tests as data; one called "error" or "value" is no message of the pipe's
+    program = ADD + "error = 'not a syntax error'\nvalue = raise_ = 1\n"
+    assert run_tests(program, ADD_TESTS + "assert error.startswith('not') and value == 1\n").passed
+
+
 def test_exception_at_top_level_fails():
     assert run_tests(ADD + "raise ValueError('boom')", ADD_TESTS).detail == "ValueError: boom"
 
@@ -93,20 +99,40 @@ def test_threads_work():
     assert run_tests(program, ADD_TESTS).passed
 
 
-def test_stdlib_that_looks_at_frames_still_works():
+def test_the_standard_library_works():
+    # frames, tracebacks, signals and subprocesses too: the program holds nothing to protect
     program = ADD + (
-        "import collections, dataclasses, enum, logging, typing, re, math, hashlib, fractions\n"
+        "import collections, dataclasses, enum, logging, typing, traceback, signal, subprocess\n"
         "P = collections.namedtuple('P', 'x y')\nT = typing.TypeVar('T')\n"
         "E = enum.Enum('E', 'A B')\nlogging.getLogger('x').warning('warned')\n"
-        "@dataclasses.dataclass\nclass D:\n    a: int = 1\n")
-    result = run_tests(program, ADD_TESTS + "assert P(1, 2).y == 2 and D().a == 1\n")
+        "@dataclasses.dataclass\nclass D:\n    a: int = 1\n"
+        "try:\n    1 / 0\nexcept ZeroDivisionError:\n    traceback.print_exc()\n"
+        "signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+        "assert subprocess.run(['true']).returncode == 0\n")
+    tests = ADD_TESTS + "assert P(1, 2).y == 2 and P(1, 2) == (1, 2) and D().a == 1\n"
+    result = run_tests(program, tests)
+    assert result.passed and "ZeroDivisionError" in result.stderr, result
+
+
+@pytest.mark.parametrize("program, tests", [
+    ("from collections import Counter\ndef f(xs):\n    return Counter(xs)\n", "assert f('aab') == {'a': 2, 'b': 1}\n"),
+    ("import re\ndef f(s):\n    return re.search('a+', s)\n", "assert f('baa')\nassert not f('b')\n"),
+    ("def f(xs):\n    return map(abs, xs)\n", "assert list(f([-1, 2])) == [1, 2]\n"),
+    ("def f(xs, kind):\n    return [x for x in xs if isinstance(x, kind)]\n", "assert f((1, 'a', 2.5), int) == [1]\n"),
+    ("class Node:\n    def __init__(self, value):\n        self.value, self.next = value, None\n"
+     "def total(node):\n    return 0 if node is None else node.value + total(node.next)\n",
+     "head = Node(1)\nhead.next = Node(2)\nassert total(head) == 3 and head.value == 1\n"),
+], ids=["counter", "match-truth", "iterator", "type-argument", "program-objects"])
+def test_answers_cross_to_the_tests_as_data(program, tests):
+    # the tests see the program's answers as plain data (a Counter as a dict), or as a handle
+    # they may call, iterate, index, measure, ask the truth of, and read or set attributes on
+    result = run_tests(program, tests)
     assert result.passed, result
 
 
 @pytest.mark.parametrize("program", ["x = " + "-" * 200_000 + "1\n", ADD + "import os\nos.closerange(3, 64)\n"],
-                         ids=["memory-error-compiling", "verdict-pipe-closed"])
-def test_a_harness_that_breaks_fails_at_once(program):
-    # the program's thread ends the process whatever happens; the main thread never wakes
+                         ids=["memory-error-compiling", "pipes-closed"])
+def test_a_program_process_that_breaks_fails_at_once(program):
     # (a hang would end as "timeout")
     assert run_tests(program, ADD_TESTS, timeout=5).status == "failed"
 
@@ -218,10 +244,10 @@ def test_signalling_the_parent_or_this_process_fails():
     program = ADD + (
         "import os, signal\n"
         f"for pid in (os.getppid(), {os.getpid()}, {os.getppid()}, 1):\n"
-        "    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n"
-        "os.killpg(0, signal.SIGKILL)\n")
+        "    try:\n        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\n")
     # No signal reached anyone: not this process, not the launcher (its death would take
-    # the harness down), not the harness itself (PID 1 of its namespace), so the run passes.
+    # the harness down), not the harness, the program's parent (PID 1 of its namespace,
+    # which runs the tests), so the run passes.
     assert run_tests(program, ADD_TESTS, timeout=T).passed
 
 
@@ -299,19 +325,6 @@ def test_forged_success_does_not_pass(program):
     assert result.status == "failed", result
 
 
-@pytest.mark.parametrize("program", [
-    "import sys\nsys.modules['ctypes._endian'].pointer\n",  # left loaded by the launcher
-    "import glob, os, shutil, sys\nsys.path.insert(0, os.getcwd())\nos.makedirs('pkg')\n"
-    "open('pkg/__init__.py', 'w').close()\n"
-    "for so in glob.glob(sys.base_prefix + '/lib/python3*/lib-dynload/_testcapi.*'):\n"
-    "    shutil.copy(so, 'pkg/')\nimport pkg._testcapi\n",
-    "import _testcapi\n",
-], ids=["ctypes-leftover", "copied-extension", "testcapi"])
-def test_raw_memory_modules_are_out_of_reach(program):
-    # a right solution that reaches for them fails: with raw memory it could forge anything
-    assert run_tests(ADD + program, ADD_TESTS, timeout=T).status == "failed"
-
-
 def test_patched_builtins_do_not_reach_the_tests():
     # abs() and range() patched so that the checks would be vacuous: the tests use clean builtins.
     program = ("import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.range = lambda *a: []\n"
@@ -320,9 +333,11 @@ def test_patched_builtins_do_not_reach_the_tests():
     assert run_tests(program, tests).status == "failed"
 
 
-# A signal handler is handed the frame it interrupts: were the program in the harness's thread,
-# that frame's callers would hold the verdict channel. Python lets only the main thread install
-# handlers, and the program runs in another; a forked child's thread would be its main thread.
+# Forgeries that worked while the tests ran in the program's process (two reviews, 2026-11-28):
+# frames reached through a signal handler (in the program's thread, after a fork, in a
+# preexec_fn), a subinterpreter (an audit hook binds one interpreter), gc.DEBUG_SAVEALL (a
+# finished frame whose f_back was the harness's), crafted bytecode (the harness's frame read off
+# the frame stack); and the "always equal" object and a patched module the tests also use.
 HANDLER = ("def forge(signum, frame):\n"
            "    while frame is not None:\n"
            "        found = frame.f_locals\n"
@@ -335,7 +350,6 @@ FORK_THEN_SIGNAL = "import os, signal\nif os.fork() == 0:\n" + "".join(
     "    " + line + "\n" for line in HANDLER.splitlines()) + "    os._exit(0)\nos.wait()\n"
 PREEXEC_THEN_SIGNAL = ("import os, signal, subprocess\ndef child():\n" + "".join(
     "    " + line + "\n" for line in HANDLER.splitlines()) + "subprocess.run(['true'], preexec_fn=child)\n")
-# An audit hook binds only the interpreter that added it (3.11: a subinterpreter sees all frames).
 SUBINTERPRETER = "import _xxsubinterpreters as interpreters\ninterpreters.run_string(interpreters.create(), {!r})\n".format(
     "import os, sys\n"
     "for frame in sys._current_frames().values():\n"
@@ -346,35 +360,6 @@ SUBINTERPRETER = "import _xxsubinterpreters as interpreters\ninterpreters.run_st
     "        frame = frame.f_back\n")
 
 
-@pytest.mark.parametrize("program", [SIGNAL_FRAME, FORK_THEN_SIGNAL, PREEXEC_THEN_SIGNAL, SUBINTERPRETER],
-                         ids=["signal-handler", "fork-then-handler", "preexec-then-handler", "subinterpreter"])
-def test_no_frame_near_the_verdict_through_signals_forks_or_subinterpreters(program):
-    result = _hostile(ADD.replace("a + b", "0") + program)
-    assert result.status == "failed", result
-
-
-def test_the_main_thread_never_runs_python_again():
-    # Patch the globals of the launcher's `finally`, then wake its thread with SIGINT: were it
-    # to run, the patched os._exit would run in the main thread, free to install handlers.
-    program = ADD + (
-        "import os, signal, sys, time\n"
-        "class FakeOs:\n    def __getattr__(self, name):\n        return getattr(os, name)\n"
-        "    def _exit(self, code):\n        print('main thread', flush=True)\n        time.sleep(5)\n"
-        "sys.modules['__main__'].os = FakeOs()\n"
-        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})\n"
-        "os.kill(os.getpid(), signal.SIGINT)\ntime.sleep(0.3)\n")
-    result = run_tests(program, ADD_TESTS, timeout=T)
-    assert result.passed and "main thread" not in result.stdout, result
-
-
-# Known holes (docs/sandbox.md), each forging a pass for a wrong solution: the _ctypes the
-# launcher loaded comes back from the interpreter's cache through _imp.create_dynamic with no
-# import event (then raw memory); gc.DEBUG_SAVEALL hands out a finished frame whose f_back is
-# the harness's; crafted bytecode reads the harness's frame off the thread's frame stack.
-CACHED_CTYPES = (
-    "import _imp, glob, importlib.machinery, sys\n"
-    "so = glob.glob(sys.base_prefix + '/lib/python3*/lib-dynload/_ctypes.*')[0]\n"
-    "_imp.create_dynamic(importlib.machinery.ModuleSpec('_ctypes', None, origin=so)).POINTER\n")
 GC_GARBAGE = (
     "import gc, os\ngc.set_debug(gc.DEBUG_SAVEALL)\nclass Holder:\n    pass\n"
     "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n"
@@ -397,16 +382,22 @@ BYTECODE = (  # CPython 3.11's frame layout: a LOAD_FAST with a negative index
     "class Boom(Exception):\n    __str__ = wrapper\nraise Boom()\n")
 
 
-@pytest.mark.xfail(strict=True, reason="known hole: docs/sandbox.md")
-@pytest.mark.parametrize("program", [CACHED_CTYPES, GC_GARBAGE, BYTECODE], ids=["cached-ctypes", "gc-garbage", "bytecode"])
-def test_known_holes_are_closed(program):
-    if program is CACHED_CTYPES and not glob.glob(sys.base_prefix + "/lib/python3*/lib-dynload/_ctypes.*"):
-        pytest.skip("this interpreter has no _ctypes extension file")
-    if program is BYTECODE and sys.version_info[:2] != (3, 11):
-        pytest.skip("the crafted bytecode assumes CPython 3.11's frame layout")
-    # a right solution that reaches raw memory must fail; a wrong one that forges must fail too
-    solution = ADD if program is CACHED_CTYPES else ADD.replace("a + b", "0")
-    assert run_tests(solution + program, ADD_TESTS, timeout=T).status == "failed"
+STOP_ITERATION = "def add(a, b):\n    raise StopIteration\n"
+ALWAYS_EQUAL = "class Yes:\n    __eq__ = lambda self, other: True\n_wrong = add\nadd = lambda a, b: Yes()\n"
+PATCHED_MODULE = "import math\nmath.isclose = lambda *args, **kwargs: True\n"
+
+
+@pytest.mark.parametrize("program, tests", [
+    (SIGNAL_FRAME, ADD_TESTS), (FORK_THEN_SIGNAL, ADD_TESTS), (PREEXEC_THEN_SIGNAL, ADD_TESTS),
+    (SUBINTERPRETER, ADD_TESTS), (GC_GARBAGE, ADD_TESTS), (BYTECODE, ADD_TESTS), (ALWAYS_EQUAL, ADD_TESTS),
+    (PATCHED_MODULE, "import math\nassert math.isclose(add(0.1, 0.2), 0.3)\n"),
+    (STOP_ITERATION, "assert all(map(lambda case: add(*case[0]) == case[1], [((1, 2), 3)]))\n"),
+], ids=["signal-handler", "fork-then-handler", "preexec-then-handler", "subinterpreter", "gc-garbage", "bytecode",
+        "always-equal", "patched-module", "stop-iteration"])
+def test_the_program_cannot_reach_the_tests(program, tests):
+    # the tests run in another process, on data: no frame, memory, object or module of theirs is reachable
+    result = _hostile(ADD.replace("a + b", "0") + program, tests)
+    assert result.status == "failed", result
 
 
 # --- fallback without namespaces (what a machine that forbids them gets) -----------------

@@ -13,12 +13,15 @@ Layers, from the outside in:
 * the launcher (this file run as a script, still trusted code) moves into new PID,
   network, mount, IPC and UTS namespaces when the OS allows it and forks;
 * the harness (the forked child: PID 1 of the new PID namespace) builds a read-only jail,
-  sets resource limits, drops to a throw-away uid, and starts a thread that installs an
-  audit hook and only then executes the program and the tests. When it exits, the kernel
-  kills every process left in its PID namespace.
+  sets resource limits, drops to a throw-away uid and forks the program's process, which
+  runs the program and answers calls; the harness itself runs the tests, calling the
+  program's functions across a pipe that carries plain data only. When it exits, the
+  kernel kills every process left in its PID namespace.
 
 The verdict never comes from the exit code or from stdout: the harness writes a line
 holding a secret nonce to a dedicated pipe, and only after every test ran without raising.
+The program's process never holds that pipe, and none of the program's code runs in the
+harness (its answers arrive as data): the program cannot forge the verdict.
 
 The sandbox side comes first in this file and the script entry point sits between the
 two halves, so the sandboxed interpreter starts without importing the trainer's modules.
@@ -26,6 +29,10 @@ two halves, so the sandboxed interpreter starts without importing the trainer's 
 
 from __future__ import annotations
 
+import builtins
+import functools
+import importlib
+import json
 import marshal
 import os
 import sys
@@ -90,7 +97,7 @@ def _read_all(fd):
 
 
 def _harness(job, libc, flags):
-    """Lock this process down, then run the program and the tests. Never returns."""
+    """Lock this process down, fork the program's process, run the tests. Never returns."""
     import resource
 
     limits, uid = job["limits"], job["uid"]
@@ -117,19 +124,17 @@ def _harness(job, libc, flags):
     info = {"pid_namespace": bool(flags & CLONE_NEWPID), "net_namespace": bool(flags & CLONE_NEWNET),
             "user_namespace": bool(flags & CLONE_NEWUSER), "jail": jail, "uid": uid}
     os.write(job["report_fd"], f"{job['nonce']} isolation {marshal.dumps(info).hex()}\n".encode())
-    # The program runs in a second thread, which alone holds the nonce and the pipe (popped
-    # from the job, which this frame and the launcher's still hold). Python runs signal
-    # handlers in the main thread only and lets only it install them, so no handler can be
-    # handed a frame on the path to the nonce; and this thread blocks every signal, so it
-    # never wakes to run Python again (a KeyboardInterrupt would run the launcher's
-    # `finally`, whose globals the program can patch). The new thread unblocks them.
-    import _signal
-    import _thread
-    _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
-    _thread.start_new_thread(_user_code_thread, tuple(job.pop(k) for k in ("program", "tests", "nonce", "report_fd")))
-    wait = _thread.allocate_lock()
-    wait.acquire()
-    wait.acquire()  # forever: the program's thread ends the process
+    # The program runs in a child process that never holds the verdict pipe; this process runs
+    # the tests, calling the program's functions across a pipe that carries plain data only.
+    requests, replies = os.pipe(), os.pipe()
+    if os.fork() == 0:
+        for fd in (job.pop("report_fd"), requests[1], replies[0]):
+            os.close(fd)
+        job.pop("nonce")
+        _serve_program(job.pop("program"), requests[0], replies[1])
+    os.close(requests[0])
+    os.close(replies[1])
+    _run_tests(job.pop("tests"), job.pop("nonce"), job.pop("report_fd"), _Program(requests[1], replies[0]))
 
 
 def _build_jail(libc, tmpfs_mb, uid, hide):
@@ -199,118 +204,323 @@ def _world_readable(path):
         path = os.path.dirname(path)
 
 
-def _user_code_thread(program, tests, nonce, fd):
-    """The program's thread: it ends the process, whatever happens (the main thread never wakes)."""
-    exit_now = os._exit  # bound before the program can patch os
-    try:
-        _run_user_code(program, tests, nonce, fd)
-    finally:
-        exit_now(70)  # only reached when the harness itself broke (a MemoryError compiling, a closed pipe)
+# ---- the program's process: runs it, then answers calls ----------------------------------
+
+_MAX_MESSAGE = 64 << 20  # bytes: a reply past this is a failure, not a memory bomb in the tests' process
 
 
-def _run_user_code(program, tests, nonce, fd):
-    """Compile, lock introspection, exec the program, exec the tests, report, exit.
+# (functions bound as defaults: the program may patch os and json in its process and still be answered)
+def _send(fd, message, dumps=json.dumps, write=os.write):
+    data = dumps(message).encode()
+    data = len(data).to_bytes(8, "big") + data
+    while data:
+        data = data[write(fd, data):]
 
-    Runs in its own thread; the nonce lives only in this frame. The audit hook denies every
-    way Python code has to reach another frame or arbitrary objects (sys._getframe,
-    traceback/generator frames, gc, tracing, ctypes and other raw memory access) that it
-    can deny; docs/sandbox.md names one it cannot (the launcher's cached _ctypes). Every
-    function and class used after the program ran is bound to a local first: the program
-    may patch builtins and modules (exec, dict, BaseException, os.write) without reaching
-    this code.
-    """
+
+def _receive(fd, loads=json.loads):
+    """The next message, or None when the other side has gone."""
+    head = _read_exactly(fd, 8)
+    if head is None:
+        return None
+    size = int.from_bytes(head, "big")
+    if size > _MAX_MESSAGE:
+        raise ValueError(f"a message of {size} bytes")
+    body = _read_exactly(fd, size)
+    return None if body is None else loads(body)
+
+
+def _read_exactly(fd, size, read=os.read):
+    chunks, left = [], size
+    while left:
+        chunk = read(fd, min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _encode(value, handles, depth=0):
+    """Plain data as JSON, an instance of a subclass (Counter, a namedtuple) as its built-in
+    base's data, so that no method of the program's ever judges a comparison; anything
+    else through `handles` (a handle on the program's side)."""
+    if depth > 100:
+        raise ValueError("data nested more than 100 deep")
+    deeper = lambda items: [_encode(v, handles, depth + 1) for v in items]
+    for base, convert in ((bool, bool), (int, int), (float, float), (str, str), (list, deeper)):
+        if isinstance(value, base):
+            return convert(value) if base is not list else deeper(list.__iter__(value))
+    if value is None:
+        return None
+    fields = getattr(type(value), "_fields", None)
+    if isinstance(value, tuple) and type(fields) is tuple and all(type(f) is str for f in fields):
+        return {"$nt": [str(type(value).__name__), list(fields), deeper(tuple.__iter__(value))]}  # a namedtuple
+    for base, tag in ((tuple, "$t"), (set, "$s"), (frozenset, "$fs")):
+        if isinstance(value, base):
+            return {tag: deeper(base.__iter__(value))}
+    if isinstance(value, dict):
+        return {"$d": [deeper(pair) for pair in dict.items(value)]}
+    if isinstance(value, bytes):
+        return {"$b": bytes.hex(value)}
+    if isinstance(value, complex):
+        return {"$c": [value.real, value.imag]}
+    return handles(value)
+
+
+def _decode(data, handle, depth=0):
+    if depth > 100:
+        raise ValueError("data nested more than 100 deep")
+    if type(data) is list:
+        return [_decode(v, handle, depth + 1) for v in data]
+    if type(data) is not dict:
+        return data
+    (tag, body), = data.items()
+    items = [_decode(v, handle, depth + 1) for v in body] if tag in ("$t", "$s", "$fs", "$d") else None
+    kinds = {"$t": tuple, "$s": set, "$fs": frozenset, "$d": lambda pairs: {k: v for k, v in pairs}}
+    if tag in kinds:
+        return kinds[tag](items)
+    if tag == "$b":
+        return bytes.fromhex(body)
+    if tag == "$c":
+        return complex(*body)
+    if tag == "$nt":
+        name, fields, values = body
+        return _namedtuple(name, tuple(fields))(*[_decode(v, handle, depth + 1) for v in values])
+    return handle(tag, body)
+
+
+@functools.lru_cache(maxsize=256)
+def _namedtuple(name, fields):
+    import collections
+    return collections.namedtuple(name, fields)
+
+
+def _serve_program(program, requests, replies):
+    """Run the program, send its top-level names, then answer calls until the tests' side
+    closes the pipe. Nothing sent back is trusted beyond being data. Never returns."""
     import builtins
 
-    import _signal
+    exit_now = os._exit
+    objects = []
 
-    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])  # blocked by the main thread, which started this one
-    run, dict_, type_, str_, base_exception = exec, dict, type, str, BaseException
-    write, exit_now = os.write, os._exit
+    def handle(value):
+        if type(value) is type(sys):
+            return {"$m": value.__name__}
+        objects.append(value)
+        module, name = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
+        ref = [module, name] if type(module) is str and type(name) is str and module != "program" else None
+        return {"$h": [len(objects) - 1, type(value).__name__, ref]}
+
+    def resolve(tag, body):
+        if tag != "$h":
+            raise ValueError(f"unknown tag {tag}")
+        return objects[body[0]] if body[0] is not None else _library_object(body[2])
+
+    def answer(work):
+        try:
+            reply = {"value": _encode(work(), handle)}
+            sys.stdout.flush()  # the process is killed, not ended, when the tests are done
+        except BaseException as exc:  # SystemExit too: it is the program's answer
+            try:
+                reply = {"raise": type(exc).__name__, "message": str(exc)[:1000]}
+            except BaseException:  # a hostile __str__
+                reply = {"raise": type(exc).__name__, "message": ""}
+        _send(replies, reply)
+
+    try:
+        sys.addaudithook(_audit_hook)
+        # Run as a module, not a script: a `__main__` block (input(), doctest.testmod()) does
+        # not run, as in the HumanEval and MBPP reference harnesses. Registered, for dataclasses.
+        module = sys.modules["program"] = type(sys)("program")
+        namespace = vars(module)
+        namespace["__builtins__"] = builtins
+        try:
+            code = compile(program, "<program>", "exec")
+        except (SyntaxError, ValueError) as exc:  # ValueError: null bytes in the source
+            _send(replies, {"error": f"{type(exc).__name__}: {exc}"})
+            exit_now(0)
+
+        def names():
+            exec(code, namespace)
+            return {k: v for k, v in namespace.items() if not k.startswith("__")}
+        answer(names)
+        ops = {"call": lambda target, r: target(*_decode(r["args"], resolve), **_decode(r["kwargs"], resolve)),
+               "getattr": lambda target, r: getattr(target, r["name"]),
+               "setattr": lambda target, r: setattr(target, r["name"], _decode(r["value"], resolve)),
+               "getitem": lambda target, r: target[_decode(r["key"], resolve)],
+               "iter": lambda target, r: iter(target), "next": lambda target, r: next(target),
+               "bool": lambda target, r: bool(target), "len": lambda target, r: len(target)}
+        while (request := _receive(requests)) is not None:
+            answer(lambda: ops[request["op"]](objects[request["handle"]], request))
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        exit_now(0)
+
+
+# ---- the tests' process: runs the tests against the program's answers ------------------
+
+class ProgramError(Exception):
+    """An exception the program raised that is not a built-in one (or its process ended)."""
+
+
+class _NoProgram(Exception):
+    """The program does not compile."""
+
+
+class _Program:
+    """The tests' end of the pipe to the program's process."""
+
+    def __init__(self, requests, replies):
+        self.requests, self.replies = requests, replies
+
+    def receive(self, op=None):
+        reply = _receive(self.replies)
+        if reply is None:
+            raise ProgramError("the program's process ended")
+        if "raise" in reply:
+            kind = getattr(builtins, reply["raise"], None)
+            # StopIteration only ends an iteration: raised by a call, it would end the tests'
+            # own loops early (all(map(check, cases)) on an empty map)
+            if not (isinstance(kind, type) and issubclass(kind, Exception)) or (
+                    issubclass(kind, StopIteration) and op != "next"):
+                kind = ProgramError
+            raise kind(f"{reply['raise']}: {reply['message']}" if kind is ProgramError else reply["message"])
+        if "error" in reply:
+            raise _NoProgram(reply["error"])
+        return _decode(reply["value"], self.remote)
+
+    def remote(self, tag, body):
+        """A handle as a `_Remote`; a module, or a library's function or class, as this
+        process's own copy (clean, whatever the program patched on its side)."""
+        if tag == "$m":
+            return importlib.import_module(body)
+        if tag != "$h":
+            raise ValueError(f"unknown tag {tag}")
+        index, kind, ref = body
+        if ref:
+            try:
+                return _library_object(ref)
+            except (ImportError, AttributeError):
+                pass
+        return _Remote(self, index, kind)
+
+    def ask(self, op, handle, **fields):
+        _send(self.requests, {"op": op, "handle": handle, **fields})
+        return self.receive(op)
+
+
+def _library_object(ref):
+    """A module's function or class by (module, qualified name), from this process's import."""
+    value = importlib.import_module(ref[0])
+    for part in ref[1].split("."):
+        value = getattr(value, part)
+    return value
+
+
+class _Remote:
+    """An object of the program's process. It may be called, iterated, indexed, measured,
+    asked its truth and for or to set an attribute (the answers come back as data); it
+    cannot be compared or searched (`==`, `in` without iterating), since then the program
+    would judge its own answer (an "always equal" object)."""
+
+    def __init__(self, program, handle, kind):
+        object.__setattr__(self, "_remote", (program, handle, kind))
+
+    def __call__(self, *args, **kwargs):
+        program, handle, _ = self._remote
+        return program.ask("call", handle, args=_encode(args, _not_data), kwargs=_encode(kwargs, _not_data))
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        program, handle, _ = self._remote
+        return program.ask("getattr", handle, name=name)
+
+    def __setattr__(self, name, value):
+        program, handle, _ = self._remote
+        program.ask("setattr", handle, name=name, value=_encode(value, _not_data))
+
+    def __getitem__(self, key):
+        program, handle, _ = self._remote
+        return program.ask("getitem", handle, key=_encode(key, _not_data))
+
+    def __len__(self):
+        program, handle, _ = self._remote
+        return program.ask("len", handle)
+
+    def __iter__(self):
+        program, handle, _ = self._remote
+        return program.ask("iter", handle)
+
+    def __next__(self):
+        program, handle, _ = self._remote
+        try:
+            return program.ask("next", handle)
+        except StopIteration:
+            raise StopIteration from None
+
+    def __bool__(self):
+        program, handle, _ = self._remote
+        return program.ask("bool", handle)
+
+    def __repr__(self):
+        return f"<{self._remote[2]} from the program>"
+
+
+def _not_data(value):
+    """A handle for the program's own objects and for library functions and classes (`int`,
+    `math.sqrt`: the program's process imports its own); nothing else crosses."""
+    if type(value) is _Remote:
+        return {"$h": [value._remote[1], value._remote[2], None]}
+    ref = [getattr(value, "__module__", None), getattr(value, "__qualname__", None)]
+    if all(type(part) is str for part in ref) and ref[0] != "tests":
+        try:
+            if _library_object(ref) is value:
+                return {"$h": [None, type(value).__name__, ref]}
+        except (ImportError, AttributeError):
+            pass
+    raise TypeError(f"a {type(value).__name__} cannot be passed to the program (plain data only)")
+
+
+def _run_tests(tests, nonce, fd, program):
+    """Run the tests with the program's names bound to its answers; report; exit."""
+    import builtins
 
     def report(status, detail=""):
-        detail = str_.replace(detail[:1000], "\n", " ")
-        write(fd, f"{nonce} {status} {detail}\n".encode())
+        detail = detail[:1000].replace("\n", " ")
+        os.write(fd, f"{nonce} {status} {detail}\n".encode())
 
     try:
-        program_code = compile(program, "<program>", "exec")
         tests_code = compile(tests, "<tests>", "exec")
-    except (SyntaxError, ValueError) as exc:  # ValueError: null bytes in the source
+    except (SyntaxError, ValueError) as exc:
         report("error", f"{type(exc).__name__}: {exc}")
-        exit_now(0)
-    clean_builtins = dict(vars(builtins))  # the tests get these, whatever the program patches
-    hook, denied_module = _make_audit_hook()
-    for name in list(sys.modules):  # ctypes and its submodules, loaded by the launcher: a re-import meets the hook
-        if denied_module(name):
-            del sys.modules[name]
-    sys.addaudithook(hook)
-    # Run as a module, not a script: a `__main__` block (input(), doctest.testmod()) does not
-    # run, as in the HumanEval and MBPP reference harnesses. Registered, for dataclasses & co.
-    module = sys.modules["program"] = type(sys)("program")
-    namespace = vars(module)
-    namespace["__builtins__"] = builtins
+        os._exit(0)
     try:
-        run(program_code, namespace)
-        run(tests_code, dict_(namespace, __builtins__=clean_builtins))
-    except base_exception as exc:  # SystemExit and KeyboardInterrupt are failures too
-        try:
-            message = f"{type_(exc).__name__}: {exc}"
-        except base_exception:  # a hostile __str__
-            message = type_(exc).__name__
-        report("failed", message)
+        names = program.receive()
+        exec(tests_code, {"__name__": "tests", "__builtins__": builtins, **names})
+    except _NoProgram as exc:
+        report("error", str(exc))
+    except BaseException as exc:
+        report("failed", f"{type(exc).__name__}: {exc}")
     else:
         report("passed")
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except base_exception:
-            pass
-    exit_now(0)  # also ends threads the program left running
+    os._exit(0)
 
 
-def _make_audit_hook():
-    """An audit hook that cannot be removed and whose state the program cannot reach.
-
-    It is a closure over frozen constants with its builtins bound as defaults (no global
-    lookup at call time), and no reference to it is kept where the program could find it.
-    Returns it and its test for denied modules.
-    """
-    denied = frozenset({
-        "sys._getframe", "sys._current_frames", "sys._current_exceptions", "sys.settrace",
-        "sys.setprofile", "sys._settraceallthreads", "sys._setprofileallthreads",
-        "sys.monitoring.register_callback", "gc.get_objects", "gc.get_referrers",
-        "gc.get_referents", "socket.__new__",
-        # a forked child's thread is its main thread: it may install a signal handler, which is
-        # handed a frame on the path to the nonce (subprocess's preexec_fn: _posixsubprocess, below)
-        "os.fork", "os.forkpty"})
-    frame_attributes = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame"})
-    memory_files = ("/mem", "/pagemap")
-
-    # raw memory; a fork running Python code; subinterpreters (an audit hook binds one interpreter)
-    names = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "_posixsubprocess", "_xxsubinterpreters",
-                       "_xxinterpchannels", "_interpreters", "_interpchannels", "_interpqueues"})
-
-    def denied_module(name, str_=str, names=names):
-        # under any package too: a copied extension module keeps its name (its init is PyInit_<name>)
-        last = str_.rpartition(name, ".")[2]
-        return last in names or str_.startswith(last, "_test") or str_.startswith(name, "ctypes.")
-
-    def hook(event, args, str_=str, bytes_=bytes, type_=type, error=PermissionError, value_error=ValueError,
-             denied_module=denied_module):
-        if event in denied:
-            # ValueError is what "call stack is not deep enough" raises: namedtuple, typing,
-            # enum and logging catch it, so they keep working without frames.
-            raise (value_error if event == "sys._getframe" else error)(f"sandbox: {event} is disabled")
-        if event == "object.__getattr__" and args[1] in frame_attributes:
-            raise error(f"sandbox: {args[1]} is disabled")
-        if event == "import" and denied_module(args[0]):
-            raise error(f"sandbox: import of {args[0]} is disabled")
-        if str_.startswith(event, "ctypes."):
-            raise error(f"sandbox: {event} is disabled")
-        if event == "open" and type_(args[0]) in (str_, bytes_):  # matters only outside the jail
-            path = args[0] if type_(args[0]) is str_ else bytes_.decode(args[0], "utf-8", "replace")
-            if str_.endswith(path, memory_files):
-                raise error("sandbox: process memory files are disabled")
-    return hook, denied_module
+def _audit_hook(event, args, str_=str, bytes_=bytes, type_=type, error=PermissionError):
+    """In the program's process: no sockets, no other process's memory files. Both matter only
+    where namespaces are missing (no network namespace, /proc visible), and a child process
+    gets around them; the verdict does not rely on them (the program never holds it)."""
+    if event == "socket.__new__":
+        raise error("sandbox: sockets are disabled")
+    if event == "open" and type_(args[0]) in (str_, bytes_):
+        path = args[0] if type_(args[0]) is str_ else bytes_.decode(args[0], "utf-8", "replace")
+        if str_.endswith(path, ("/mem", "/pagemap")):
+            raise error("sandbox: process memory files are disabled")
 
 
 if __name__ == "__main__":
@@ -321,7 +531,6 @@ if __name__ == "__main__":
 # Trainer side
 # ---------------------------------------------------------------------------------------
 
-import functools  # noqa: E402  (see the module docstring for why the imports sit here)
 import math  # noqa: E402
 import secrets  # noqa: E402
 import selectors  # noqa: E402
