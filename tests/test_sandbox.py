@@ -122,7 +122,12 @@ def test_the_standard_library_works():
     ("class Node:\n    def __init__(self, value):\n        self.value, self.next = value, None\n"
      "def total(node):\n    return 0 if node is None else node.value + total(node.next)\n",
      "head = Node(1)\nhead.next = Node(2)\nassert total(head) == 3 and head.value == 1\n"),
-], ids=["counter", "match-truth", "iterator", "type-argument", "program-objects"])
+    ("def f():\n    return 10 ** 5000\n", "assert f() == 10 ** 5000\n"),
+    ("from fractions import Fraction\nfrom collections import deque\n"
+     "def f():\n    return Fraction(1, 3), deque([1, 2]), {1: 2}.keys(), bytearray(b'a')\n",
+     "from fractions import Fraction\nfrom collections import deque\n"
+     "assert f() == (Fraction(1, 3), deque([1, 2]), {1}, bytearray(b'a'))\n"),
+], ids=["counter", "match-truth", "iterator", "type-argument", "program-objects", "big-integer", "library-values"])
 def test_answers_cross_to_the_tests_as_data(program, tests):
     # the tests see the program's answers as plain data (a Counter as a dict), or as a handle
     # they may call, iterate, index, measure, ask the truth of, and read or set attributes on
@@ -383,6 +388,20 @@ BYTECODE = (  # CPython 3.11's frame layout: a LOAD_FAST with a negative index
 
 
 STOP_ITERATION = "def add(a, b):\n    raise StopIteration\n"
+MOCK_ANY = "from unittest.mock import ANY\nANY.__qualname__ = 'ANY'\ndef add(a, b):\n    return ANY\n"
+READ_THE_TESTS = (  # answers from the tests' text, if any copy of it were in the program's memory
+    "import ast, sys\ntable = {}\nframe = sys._getframe()\nwhile frame is not None:\n"
+    "    for value in list(frame.f_locals.values()):\n"
+    "        texts = [value] + (list(value.values()) if isinstance(value, dict) else [])\n"
+    "        for text in texts:\n"
+    "            if isinstance(text, str) and 'assert' in text:\n"
+    "                for node in ast.walk(ast.parse(text)):\n"
+    "                    if isinstance(node, ast.Compare) and isinstance(node.left, ast.Call):\n"
+    "                        key = tuple(ast.literal_eval(a) for a in node.left.args)\n"
+    "                        table[key] = ast.literal_eval(node.comparators[0])\n"
+    "    frame = frame.f_back\n"
+    "def add(*args):\n    return table.get(args, 0)\n")
+INTERRUPT_THE_TESTS = "import os, signal, time\ndef add(a, b):\n    os.kill(1, signal.SIGINT)\n    time.sleep(0.2)\n    return 0\n"
 ALWAYS_EQUAL = "class Yes:\n    __eq__ = lambda self, other: True\n_wrong = add\nadd = lambda a, b: Yes()\n"
 PATCHED_MODULE = "import math\nmath.isclose = lambda *args, **kwargs: True\n"
 
@@ -392,8 +411,10 @@ PATCHED_MODULE = "import math\nmath.isclose = lambda *args, **kwargs: True\n"
     (SUBINTERPRETER, ADD_TESTS), (GC_GARBAGE, ADD_TESTS), (BYTECODE, ADD_TESTS), (ALWAYS_EQUAL, ADD_TESTS),
     (PATCHED_MODULE, "import math\nassert math.isclose(add(0.1, 0.2), 0.3)\n"),
     (STOP_ITERATION, "assert all(map(lambda case: add(*case[0]) == case[1], [((1, 2), 3)]))\n"),
+    (MOCK_ANY, ADD_TESTS), (READ_THE_TESTS, ADD_TESTS),
+    (INTERRUPT_THE_TESTS, "try:\n    x = add(1, 2)\nexcept BaseException:\n    x = 3\nassert x == 3\n"),
 ], ids=["signal-handler", "fork-then-handler", "preexec-then-handler", "subinterpreter", "gc-garbage", "bytecode",
-        "always-equal", "patched-module", "stop-iteration"])
+        "always-equal", "patched-module", "stop-iteration", "mock-any", "read-the-tests", "interrupt-the-tests"])
 def test_the_program_cannot_reach_the_tests(program, tests):
     # the tests run in another process, on data: no frame, memory, object or module of theirs is reachable
     result = _hostile(ADD.replace("a + b", "0") + program, tests)

@@ -46,17 +46,18 @@ CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
-SIGKILL = 9
+SIGKILL, SIGINT, SIG_IGN = 9, 2, 1
+LAUNCHER_TIMEOUT = 124  # the launcher's exit code when it stopped the run at the deadline
 
 
 def _launcher():
-    """Read the job, enter namespaces, fork the harness, wait for it, exit with its status."""
+    """Read the job's first part, enter namespaces, fork the harness, wait for it, exit with
+    its status (LAUNCHER_TIMEOUT when the launcher stopped it at the deadline)."""
     import ctypes
 
-    job = marshal.loads(_read_all(0))
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
+    # The tests and the nonce stay in the pipe, for the harness to read once the program's
+    # process (a fork) exists: no copy of them is ever in the program's memory.
+    job = marshal.loads(_read_frame(0))
     libc = ctypes.CDLL(None, use_errno=True)
     flags = 0
     if job["namespaces"]:
@@ -73,6 +74,7 @@ def _launcher():
             _harness(job, libc, flags)
         finally:
             os._exit(70)  # only reached when the harness itself broke
+    _stdin_from_devnull()
     # The launcher enforces the wall clock itself: it kills the harness and reaps it, and
     # the reaping returns only once the kernel has emptied the harness's PID namespace.
     try:
@@ -81,19 +83,23 @@ def _launcher():
         pidfd = os.pidfd_open(pid)
         if not select.select([pidfd], [], [], max(0.0, job["deadline"] - time.monotonic()))[0]:
             os.kill(pid, SIGKILL)
-            os.write(job["report_fd"], f"{job['nonce']} timeout\n".encode())
+            os.waitpid(pid, 0)
+            os._exit(LAUNCHER_TIMEOUT)
     except OSError:  # no pidfd (Linux < 5.3): the trainer's own deadline still applies
         pass
     _, status = os.waitpid(pid, 0)
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status))
 
 
-def _read_all(fd):
-    """Read a pipe to its end, unbuffered: no copy of the job lingers in an io buffer."""
-    chunks = []
-    while chunk := os.read(fd, 1 << 20):
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _read_frame(fd):
+    """One length-prefixed part of the job, read unbuffered (nothing past it is consumed)."""
+    return _read_exactly(fd, int.from_bytes(_read_exactly(fd, 8), "big"))
+
+
+def _stdin_from_devnull():
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
 
 
 def _harness(job, libc, flags):
@@ -123,18 +129,25 @@ def _harness(job, libc, flags):
     libc.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)  # die with the launcher
     info = {"pid_namespace": bool(flags & CLONE_NEWPID), "net_namespace": bool(flags & CLONE_NEWNET),
             "user_namespace": bool(flags & CLONE_NEWUSER), "jail": jail, "uid": uid}
-    os.write(job["report_fd"], f"{job['nonce']} isolation {marshal.dumps(info).hex()}\n".encode())
-    # The program runs in a child process that never holds the verdict pipe; this process runs
-    # the tests, calling the program's functions across a pipe that carries plain data only.
+    # The program runs in a child process that never holds the verdict pipe, nor the tests or
+    # the nonce (still unread in fd 0); this process runs the tests, calling the program's
+    # functions across a pipe that carries plain data only. As PID 1 it only gets signals
+    # it handles: Python's SIGINT handler is dropped, so the program cannot interrupt the tests.
+    import _signal
+    _signal.signal(SIGINT, SIG_IGN)
     requests, replies = os.pipe(), os.pipe()
     if os.fork() == 0:
-        for fd in (job.pop("report_fd"), requests[1], replies[0]):
+        _stdin_from_devnull()
+        _signal.signal(SIGINT, _signal.default_int_handler)
+        for fd in (job["report_fd"], requests[1], replies[0]):
             os.close(fd)
-        job.pop("nonce")
-        _serve_program(job.pop("program"), requests[0], replies[1])
+        _serve_program(job["program"], requests[0], replies[1])
     os.close(requests[0])
     os.close(replies[1])
-    _run_tests(job.pop("tests"), job.pop("nonce"), job.pop("report_fd"), _Program(requests[1], replies[0]))
+    secret = marshal.loads(_read_frame(0))
+    _stdin_from_devnull()
+    os.write(job["report_fd"], f"{secret['nonce']} isolation {marshal.dumps(info).hex()}\n".encode())
+    _run_tests(secret["tests"], secret["nonce"], job["report_fd"], _Program(requests[1], replies[0]))
 
 
 def _build_jail(libc, tmpfs_mb, uid, hide):
@@ -210,11 +223,18 @@ _MAX_MESSAGE = 64 << 20  # bytes: a reply past this is a failure, not a memory b
 
 
 # (functions bound as defaults: the program may patch os and json in its process and still be answered)
-def _send(fd, message, dumps=json.dumps, write=os.write):
-    data = dumps(message).encode()
-    data = len(data).to_bytes(8, "big") + data
+def _frame(message, dumps=json.dumps):
+    data = dumps(message).encode(errors="backslashreplace")
+    return len(data).to_bytes(8, "big") + data
+
+
+def _send_frame(fd, data, write=os.write):
     while data:
         data = data[write(fd, data):]
+
+
+def _send(fd, message):
+    _send_frame(fd, _frame(message))
 
 
 def _receive(fd, loads=json.loads):
@@ -260,11 +280,32 @@ def _encode(value, handles, depth=0):
             return {tag: deeper(base.__iter__(value))}
     if isinstance(value, dict):
         return {"$d": [deeper(pair) for pair in dict.items(value)]}
-    if isinstance(value, bytes):
-        return {"$b": bytes.hex(value)}
+    if isinstance(value, (bytes, bytearray)):
+        return {"$b" if isinstance(value, bytes) else "$ba": bytes(value).hex()}
     if isinstance(value, complex):
         return {"$c": [value.real, value.imag]}
+    names, parts, _ = _value_types()
+    if type(value) in names:  # library values compared by value (the tests' side builds its own)
+        return {"$v": [names[type(value)], _encode(parts[type(value)](value), handles, depth + 1)]}
     return handles(value)
+
+
+@functools.lru_cache(maxsize=None)  # imported on first need: most runs never return one
+def _value_types():
+    """Library types whose values tests compare, with how each is taken apart and rebuilt
+    (by name from this fixed table only: the program cannot choose what gets rebuilt)."""
+    import collections
+    import decimal
+    import fractions
+    table = {
+        "fraction": (fractions.Fraction, lambda v: (v.numerator, v.denominator), lambda p: fractions.Fraction(*p)),
+        "decimal": (decimal.Decimal, str, decimal.Decimal),
+        "deque": (collections.deque, lambda v: (list(v), v.maxlen), lambda p: collections.deque(*p)),
+        "keys": (type({}.keys()), set, set), "items": (type({}.items()), set, set),
+    }
+    return ({kind: name for name, (kind, _, _) in table.items()}, {kind: part for kind, part, _ in table.values()},
+            {name: build for name, (_, _, build) in table.items()})
+
 
 
 def _decode(data, handle, depth=0):
@@ -279,8 +320,10 @@ def _decode(data, handle, depth=0):
     kinds = {"$t": tuple, "$s": set, "$fs": frozenset, "$d": lambda pairs: {k: v for k, v in pairs}}
     if tag in kinds:
         return kinds[tag](items)
-    if tag == "$b":
-        return bytes.fromhex(body)
+    if tag in ("$b", "$ba"):
+        return (bytes if tag == "$b" else bytearray).fromhex(body)
+    if tag == "$v":
+        return _value_types()[2][body[0]](_decode(body[1], handle, depth + 1))
     if tag == "$c":
         return complex(*body)
     if tag == "$nt":
@@ -307,9 +350,7 @@ def _serve_program(program, requests, replies):
         if type(value) is type(sys):
             return {"$m": value.__name__}
         objects.append(value)
-        module, name = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
-        ref = [module, name] if type(module) is str and type(name) is str and module != "program" else None
-        return {"$h": [len(objects) - 1, type(value).__name__, ref]}
+        return {"$h": [len(objects) - 1, type(value).__name__, None]}
 
     def resolve(tag, body):
         if tag != "$h":
@@ -318,16 +359,17 @@ def _serve_program(program, requests, replies):
 
     def answer(work):
         try:
-            reply = {"value": _encode(work(), handle)}
+            reply = _frame({"value": _encode(work(), handle)})
             sys.stdout.flush()  # the process is killed, not ended, when the tests are done
         except BaseException as exc:  # SystemExit too: it is the program's answer
             try:
-                reply = {"raise": type(exc).__name__, "message": str(exc)[:1000]}
+                reply = _frame({"raise": type(exc).__name__, "message": str(exc)[:1000]})
             except BaseException:  # a hostile __str__
-                reply = {"raise": type(exc).__name__, "message": ""}
-        _send(replies, reply)
+                reply = _frame({"raise": type(exc).__name__, "message": ""})
+        _send_frame(replies, reply)
 
     try:
+        getattr(sys, "set_int_max_str_digits", lambda limit: None)(0)  # big integers are data too (the tests' side likewise)
         sys.addaudithook(_audit_hook)
         # Run as a module, not a script: a `__main__` block (input(), doctest.testmod()) does
         # not run, as in the HumanEval and MBPP reference harnesses. Registered, for dataclasses.
@@ -377,8 +419,15 @@ class _Program:
     def __init__(self, requests, replies):
         self.requests, self.replies = requests, replies
 
-    def receive(self, op=None):
+    def names(self):
+        """The program's top-level names (raises _NoProgram when it does not compile)."""
         reply = _receive(self.replies)
+        if reply is not None and "error" in reply:
+            raise _NoProgram(str(reply["error"]))
+        return self.receive(reply=reply)
+
+    def receive(self, op=None, reply=None):
+        reply = reply or _receive(self.replies)
         if reply is None:
             raise ProgramError("the program's process ended")
         if "raise" in reply:
@@ -389,23 +438,17 @@ class _Program:
                     issubclass(kind, StopIteration) and op != "next"):
                 kind = ProgramError
             raise kind(f"{reply['raise']}: {reply['message']}" if kind is ProgramError else reply["message"])
-        if "error" in reply:
-            raise _NoProgram(reply["error"])
         return _decode(reply["value"], self.remote)
 
     def remote(self, tag, body):
-        """A handle as a `_Remote`; a module, or a library's function or class, as this
-        process's own copy (clean, whatever the program patched on its side)."""
+        """A handle as a `_Remote`; a module as this process's own import (clean, whatever the
+        program patched on its side). Nothing else the program names is looked up here: a
+        library object it claims to return could be any (`unittest.mock.ANY`)."""
         if tag == "$m":
             return importlib.import_module(body)
         if tag != "$h":
             raise ValueError(f"unknown tag {tag}")
-        index, kind, ref = body
-        if ref:
-            try:
-                return _library_object(ref)
-            except (ImportError, AttributeError):
-                pass
+        index, kind, _ = body
         return _Remote(self, index, kind)
 
     def ask(self, op, handle, **fields):
@@ -490,9 +533,11 @@ def _run_tests(tests, nonce, fd, program):
     """Run the tests with the program's names bound to its answers; report; exit."""
     import builtins
 
+    getattr(sys, "set_int_max_str_digits", lambda limit: None)(0)
+
     def report(status, detail=""):
         detail = detail[:1000].replace("\n", " ")
-        os.write(fd, f"{nonce} {status} {detail}\n".encode())
+        os.write(fd, f"{nonce} {status} {detail}\n".encode(errors="backslashreplace"))
 
     try:
         tests_code = compile(tests, "<tests>", "exec")
@@ -500,8 +545,8 @@ def _run_tests(tests, nonce, fd, program):
         report("error", f"{type(exc).__name__}: {exc}")
         os._exit(0)
     try:
-        names = program.receive()
-        exec(tests_code, {"__name__": "tests", "__builtins__": builtins, **names})
+        names = {k: v for k, v in program.names().items() if type(k) is str and not k.startswith("__")}
+        exec(tests_code, {**names, "__name__": "tests", "__builtins__": builtins})
     except _NoProgram as exc:
         report("error", str(exc))
     except BaseException as exc:
@@ -598,9 +643,10 @@ def run_tests(program: str, tests: str, timeout: float = 3.0, limits: Limits = L
     if uid is not None:
         os.chown(workdir, uid, uid)
     report_r, report_w = os.pipe()
-    job = {"program": program, "tests": tests, "nonce": nonce, "report_fd": report_w, "uid": uid,
+    job = {"program": program, "report_fd": report_w, "uid": uid,
            "cpu_seconds": max(1, math.ceil(timeout)), "deadline": start + timeout,
            "limits": vars(limits), "namespaces": use_namespaces, "hide": _site_packages()}
+    secret = {"tests": tests, "nonce": nonce}  # a second part, read by the harness alone
     proc = None
     try:
         proc = subprocess.Popen(
@@ -610,7 +656,8 @@ def run_tests(program: str, tests: str, timeout: float = 3.0, limits: Limits = L
         os.close(report_w)
         report_w = None
         try:
-            proc.stdin.write(marshal.dumps(job))
+            proc.stdin.write(b"".join(len(part).to_bytes(8, "big") + part
+                                      for part in (marshal.dumps(job), marshal.dumps(secret))))
             proc.stdin.close()
         except BrokenPipeError:  # the launcher died at once; its exit code tells why
             pass
@@ -629,7 +676,7 @@ def run_tests(program: str, tests: str, timeout: float = 3.0, limits: Limits = L
     code = proc.returncode
     if verdict == "passed":
         status = "passed"  # the tests completed; whatever the process did afterwards
-    elif timed_out or code == 128 + signal.SIGXCPU:
+    elif timed_out or code in (128 + signal.SIGXCPU, LAUNCHER_TIMEOUT):
         status = "timeout"
     elif verdict in STATUSES:
         status = verdict
