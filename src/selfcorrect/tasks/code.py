@@ -252,7 +252,7 @@ class CodeTask:
         A program that does not parse scores 0 without a sandbox run, and identical
         (program, tests) pairs run once: attempt 2 often repeats attempt 1.
         """
-        jobs = [(self.program(p, r), p.answer) for p, r in zip(problems, responses)]
+        jobs = [(self.program(p, r), p.answer, p.entry_point or None) for p, r in zip(problems, responses)]
         unique = list(dict.fromkeys(job for job in jobs if job[0] and _parses(job[0])))
         results = run_many(unique, workers=self.config.workers, timeout=self.config.timeout)
         passed = {job: result.passed for job, result in zip(unique, results)}
