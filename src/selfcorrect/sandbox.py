@@ -135,6 +135,7 @@ def _harness(job, libc, flags):
     # it handles: Python's SIGINT handler is dropped, so the program cannot interrupt the tests.
     import _signal
     _signal.signal(SIGINT, SIG_IGN)
+    getattr(sys, "set_int_max_str_digits", lambda limit: None)(0)  # big integers are data too
     requests, replies = os.pipe(), os.pipe()
     if os.fork() == 0:
         _stdin_from_devnull()
@@ -170,7 +171,7 @@ def _build_jail(libc, tmpfs_mb, uid, hide):
     root = os.getcwd()  # the trainer's fresh temporary folder becomes the mount point
     try:
         mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing below propagates to the host
-        # noexec: a binary or extension module the program writes (a copied _ctypes) cannot be loaded
+        # noexec: a binary or extension module the program writes cannot be run or loaded
         mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"size={tmpfs_mb}m,nr_inodes=4096,mode=755")
         system = ["/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin"]
         python = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
@@ -225,7 +226,7 @@ _MAX_MESSAGE = 64 << 20  # bytes: a reply past this is a failure, not a memory b
 
 # (functions bound as defaults: the program may patch os and json in its process and still be answered)
 def _frame(message, dumps=json.dumps):
-    data = dumps(message).encode(errors="backslashreplace")
+    data = dumps(message).encode()
     return len(data).to_bytes(8, "big") + data
 
 
@@ -308,7 +309,6 @@ def _value_types():
             {name: build for name, (_, _, build) in table.items()})
 
 
-
 def _decode(data, handle, depth=0):
     if depth > 100:
         raise ValueError("data nested more than 100 deep")
@@ -342,8 +342,6 @@ def _namedtuple(name, fields):
 def _serve_program(program, requests, replies):
     """Run the program, send its top-level names, then answer calls until the tests' side
     closes the pipe. Nothing sent back is trusted beyond being data. Never returns."""
-    import builtins
-
     exit_now = os._exit
     objects = []
 
@@ -370,7 +368,6 @@ def _serve_program(program, requests, replies):
         _send_frame(replies, reply)
 
     try:
-        getattr(sys, "set_int_max_str_digits", lambda limit: None)(0)  # big integers are data too (the tests' side likewise)
         sys.addaudithook(_audit_hook)
         # Run as a module, not a script: a `__main__` block (input(), doctest.testmod()) does
         # not run, as in the HumanEval and MBPP reference harnesses. Registered, for dataclasses.
@@ -425,10 +422,13 @@ class _Program:
         reply = _receive(self.replies)
         if reply is not None and "error" in reply:
             raise _NoProgram(str(reply["error"]))
-        return self.receive(reply=reply)
+        return self._value(reply)
 
-    def receive(self, op=None, reply=None):
-        reply = reply or _receive(self.replies)
+    def ask(self, op, handle, **fields):
+        _send(self.requests, {"op": op, "handle": handle, **fields})
+        return self._value(_receive(self.replies), op)
+
+    def _value(self, reply, op=None):
         if reply is None:
             raise ProgramError("the program's process ended")
         if "raise" in reply:
@@ -451,10 +451,6 @@ class _Program:
             raise ValueError(f"unknown tag {tag}")
         index, kind, _ = body
         return _Remote(self, index, kind)
-
-    def ask(self, op, handle, **fields):
-        _send(self.requests, {"op": op, "handle": handle, **fields})
-        return self.receive(op)
 
 
 def _library_object(ref):
@@ -533,10 +529,6 @@ def _not_data(value):
 def _run_tests(tests, nonce, fd, program, entry_point):
     """Run the tests with the program's names bound to its answers (none that shadows a
     builtin but the entry point); report; exit."""
-    import builtins
-
-    getattr(sys, "set_int_max_str_digits", lambda limit: None)(0)
-
     def report(status, detail=""):
         detail = detail[:1000].replace("\n", " ")
         os.write(fd, f"{nonce} {status} {detail}\n".encode(errors="backslashreplace"))
@@ -705,7 +697,8 @@ def run_many(jobs, workers: int | None = None, **kwargs) -> list[SandboxResult]:
     running at once (default: one per CPU core). `kwargs` go to run_tests.
     """
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        return list(pool.map(lambda job: run_tests(*job[:2], entry_point=(job[2:] or [None])[0], **kwargs), jobs))
+        return list(pool.map(lambda job: run_tests(job[0], job[1], entry_point=job[2] if len(job) > 2 else None,
+                                                   **kwargs), jobs))
 
 
 @functools.cache
@@ -789,9 +782,9 @@ def _kill_uid(uid):
 def _parse_report(raw, nonce):
     """(isolation info, verdict, detail) from the lines that carry the nonce.
 
-    The launcher writes the isolation line before any user code runs; the harness writes
-    the verdict line. Lines without the nonce (the program may write to the pipe) are
-    ignored, and so is any line after the first of each kind.
+    The harness writes the isolation line, then the verdict line; the program's process
+    never holds the pipe. Lines without the nonce are ignored, and so is any line after
+    the first of each kind.
     """
     info, verdict, detail = {}, None, ""
     for line in raw.decode("utf-8", "replace").splitlines():
