@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from selfcorrect.sandbox import run_many
-from selfcorrect.tasks.code import _mbpp_entry_point
+from selfcorrect.tasks.code import mbpp_entry_point
 
 DEFAULT_MBPP = Path(__file__).resolve().parents[2] / "shared" / "data" / "mbpp"
 
@@ -33,13 +33,13 @@ def mbpp_jobs(folder, challenge=False):
         tests = row["challenge_test_list"] if challenge else row["test_list"]
         if tests:
             yield (f"mbpp/{row['task_id']}", row["code"], "\n".join([row["test_setup_code"], *tests]),
-                   _mbpp_entry_point(row))
+                   mbpp_entry_point(row))
 
 
 def sanitized_mbpp_jobs(folder):
     for row in json.loads((folder / "sanitized-mbpp.json").read_text()):
         yield (f"mbpp/{row['task_id']}", row["code"], "\n".join([*row["test_imports"], *row["test_list"]]),
-               _mbpp_entry_point(row))
+               mbpp_entry_point(row))
 
 
 def main():

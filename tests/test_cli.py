@@ -1,5 +1,6 @@
 """Bad input: one line naming the field or file, exit code 2, nothing written. And the demo end to end."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -11,9 +12,10 @@ import pytest
 import torch
 
 from selfcorrect.cli import main
-from selfcorrect.config import load_yaml, read_yaml
+from selfcorrect.config import from_dict, load_yaml, read_yaml
 from selfcorrect.experiment import ExperimentConfig
 from selfcorrect.recipe import Recipe, is_recipe
+from selfcorrect.trainer import TrainConfig
 
 
 @pytest.mark.parametrize("text, needle", [
@@ -28,6 +30,10 @@ from selfcorrect.recipe import Recipe, is_recipe
     ("seeds: [1\n", "line"),
     ("device: gpu0\n", "device: 'gpu0' is not a device"),
     ("train:\n  micro_batch_tokens: -5\n", "train.micro_batch_tokens: must be >= 0"),
+    ("methods: []\n", "methods: empty"),
+    ("train:\n  lr: 1e-4x\n", "train.lr: expected a number"),
+    ("task:\n  modulus: 2\n", "task.modulus: 2 leaves no"),
+    ("train:\n  problems_per_step: 3000\n", "train.problems_per_step: 3000 is more than the 2000 training"),
 ])
 def test_bad_config_is_one_line_exit_2(tmp_path, capsys, text, needle):
     cfg = tmp_path / "bad.yaml"
@@ -37,6 +43,17 @@ def test_bad_config_is_one_line_exit_2(tmp_path, capsys, text, needle):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and str(cfg) in err
     assert not out.exists()
+
+
+def test_a_config_that_is_not_utf8_is_one_line_exit_2(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_bytes(b"\xff\xfe bad: 1\n")
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert f"{cfg}: not UTF-8 text" in capsys.readouterr().err
+
+
+def test_numbers_yaml_reads_as_strings_are_numbers():
+    assert from_dict(TrainConfig, {"lr": "1e-4", "alpha": "2.5E+1"}).lr == 1e-4
 
 
 def test_missing_config_file(tmp_path, capsys):
@@ -73,6 +90,53 @@ def test_quick_train_resume_and_eval(tmp_path, capsys):
     assert main(["eval", str(out), "--limit", "10", "--cache-dir", str(cache)]) == 0
     table = capsys.readouterr().out
     assert "Self-Refine" in table and "score (best)" in table
+
+
+def test_a_run_folder_is_not_overwritten_and_damaged_files_are_named(tmp_path, capsys):
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    common = ["--out", str(out), "--cache-dir", str(cache), "--no-progress"]
+    assert main(["train", "--quick", *common]) == 0
+    capsys.readouterr()
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    other = tmp_path / "other.yaml"
+    other.write_text("train:\n  steps: 4\n  stage1_steps: 2\n  problems_per_step: 4\n")
+    for argv, needle in [(["train", "--config", str(other)], "holds a run; continue it with --resume"),
+                         (["train", "--quick"], "holds a run"),
+                         (["train", "--resume", "--config", str(other)], "--config: not with --resume")]:
+        assert main([*argv, *common]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == files  # nothing rewritten
+    # a kill mid-append leaves a torn last line in the log: resuming drops it
+    (out / "metrics.jsonl").write_text((out / "metrics.jsonl").read_text() + '{"step": 7, "rew')
+    assert main(["train", "--resume", *common]) == 0
+    capsys.readouterr()
+    assert all(json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines())
+    (out / "best.pt").write_bytes(files["best.pt"][:100])  # truncated
+    assert main(["eval", str(out), "--limit", "4", "--cache-dir", str(cache)]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # (after transformers' loading bar)
+    assert last.startswith("selfcorrect: error: ") and f"{out / 'best.pt'}: not a readable checkpoint" in last
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--quick"], "exists and is not a folder"),
+    (["compare", "--quick", "--methods", ""], "--methods: empty"),
+    (["compare", "--quick", "--methods", "score,score"], "--methods: 'score' is listed twice"),
+])
+def test_bad_flags_are_one_line_exit_2(tmp_path, capsys, argv, needle):
+    out = tmp_path / "file"
+    out.write_text("mine")
+    assert main([*argv, "--out", str(out), "--cache-dir", str(tmp_path / "c"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err and out.read_text() == "mine"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_missing_gpu_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["demo", "--quick", "--device", "cuda", "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "device: cuda is not available here" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_quick_compare_writes_plots_and_resumes_a_suite(tmp_path, capsys):
@@ -147,8 +211,39 @@ def test_eval_rejects_bad_numbers_before_any_work(tmp_path, capsys, flag, value)
 @pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("configs/*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_load(path):
     config = load_yaml(Recipe if is_recipe(read_yaml(path)) else ExperimentConfig, path)
-    if path.name == "demo.yaml":  # it documents the defaults, so it must equal them
+    if path.name == "demo.yaml":  # it documents the defaults, so it must equal them and name every key
         assert config == ExperimentConfig()
+
+        def keys(data, where=""):
+            return {k2 for k, v in data.items() for k2 in [where + k, *(keys(v, where + k + ".") if isinstance(v, dict) else ())]}
+        assert keys(read_yaml(path)) == keys(dataclasses.asdict(ExperimentConfig()))
+
+
+def test_a_partial_section_keeps_the_other_defaults_of_its_field():
+    config = from_dict(ExperimentConfig, {"train": {"sampling": {"max_new_tokens": 64}}})
+    assert config.train.sampling == dataclasses.replace(TrainConfig().sampling, max_new_tokens=64)
+    assert config.train.sampling.top_p == 0.9  # the training default, not SamplingConfig's own 1.0
+
+
+@pytest.mark.parametrize("text, args, needle", [
+    ("math: {dataset: gsm8k}\n", [], "model: required key missing"),
+    ("model: {dtype: bf16}\nmath: {dataset: gsm8k}\n", [], "model.name: required key missing"),
+    ("model: {name: smollm2}\nmath: {dataset: gsm8k}\n", ["--quick"], "--quick: only for the embedded task"),
+])
+def test_bad_recipe_is_one_line_exit_2(tmp_path, capsys, text, args, needle):
+    cfg = tmp_path / "recipe.yaml"
+    cfg.write_text(text)
+    out = tmp_path / "out"
+    assert main(["train", "--config", str(cfg), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err and str(cfg) in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag", [["--scaling", "1,2"], ["--attempts", "3"]])
+def test_mbpp_r_refuses_options_it_cannot_use(tmp_path, capsys, flag):
+    assert main(["eval", "--model", str(tmp_path / "no-model"), "--task", "mbpp-r", *flag]) == 2
+    assert flag[0] in capsys.readouterr().err
 
 
 def test_compare_refuses_to_mix_runs_made_with_another_config(tmp_path, capsys):

@@ -40,29 +40,47 @@ def _experiment(args):
         suite = args.suite or (None if args.config and "methods" in read_yaml(args.config) else "paper")
         if suite:
             config = dataclasses.replace(config, methods=SUITES[suite])
-    if getattr(args, "methods", None):
+    if getattr(args, "methods", None) is not None:
         methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
         unknown = [m for m in methods if m not in METHOD_NAMES or m == "self_refine"]
         if unknown or not methods:
-            raise SelfCorrectError(f"--methods: unknown method {unknown[0] if unknown else args.methods!r}; "
+            raise SelfCorrectError(f"--methods: {'unknown method ' + repr(unknown[0]) if unknown else 'empty'}; "
                                    f"choose from {', '.join(m for m in METHOD_NAMES if m != 'self_refine')}")
-        config = dataclasses.replace(config, methods=methods)
+        try:
+            config = dataclasses.replace(config, methods=methods)
+        except SelfCorrectError as e:
+            raise SelfCorrectError(f"--{e}") from None
     return config
 
 
-def _setup(path, args):
+def _out_folder(path) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise SelfCorrectError(f"{out}: exists and is not a folder (--out)")
+    return out
+
+
+def _setup(path, args, split: str):
     """(config, task, base model, dialogue) for a config file: a recipe (a pretrained model on
-    a real task, see recipe.py) or an experiment on the embedded task (the default)."""
+    a real task, see recipe.py) or an experiment on the embedded task (the default). The
+    task's `split` is read first, so that a bad data file is reported before a model loads."""
     from .recipe import Recipe, is_recipe
 
     if path is not None and is_recipe(read_yaml(path)):
         from .dialogue import make_dialogue
         from .models.hf import load_model
 
+        if getattr(args, "quick", False):
+            raise SelfCorrectError(f"--quick: only for the embedded task; {path} is a recipe (set its train: budget)")
         recipe = load_yaml(Recipe, path)
-        spec = recipe.model
-        model, tokenizer = load_model(spec.name, dtype=spec.dtype, device=spec.device, lora=spec.lora)
-        return recipe, recipe.task(), model, make_dialogue(tokenizer)
+        spec, task = recipe.model, recipe.task()
+        try:
+            task.problems(split)
+            model, tokenizer = load_model(spec.name, dtype=spec.dtype, device=getattr(args, "device", None) or spec.device,
+                                          lora=spec.lora)
+        except SelfCorrectError as e:
+            raise SelfCorrectError(f"{path}: {e}") from None
+        return recipe, task, model, make_dialogue(tokenizer)
 
     from .dialogue import PlainDialogue
     from .models import load_or_pretrain
@@ -70,6 +88,7 @@ def _setup(path, args):
 
     config = _embedded_config(path, getattr(args, "quick", False), getattr(args, "device", None))
     task = ModRootTask(config.task)
+    task.problems(split)
     model, tokenizer = load_or_pretrain(task, config.model, args.cache_dir, progress=not getattr(args, "no_progress", False),
                                         device=config.device)
     return config, task, model, PlainDialogue(tokenizer)
@@ -81,17 +100,24 @@ def cmd_demo(args) -> None:
     workers = args.workers
     if workers < 1:
         raise SelfCorrectError("--workers: must be >= 1")
-    run_experiment(_experiment(args), args.out, args.cache_dir, progress=not args.no_progress, workers=workers)
+    run_experiment(_experiment(args), _out_folder(args.out), args.cache_dir, progress=not args.no_progress,
+                   workers=workers)
 
 
 def cmd_train(args) -> None:
     from .trainer import train
 
-    out = Path(args.out)
+    out = _out_folder(args.out)
     saved = out / "config.yaml"
     if args.resume and not saved.exists():
         raise SelfCorrectError(f"{saved}: no run to resume here")
-    config, task, model, dialogue = _setup(saved if args.resume else args.config, args)
+    if args.resume and args.config:
+        raise SelfCorrectError(f"--config: not with --resume, which continues with {saved}")
+    if not args.resume and (out / "checkpoint.pt").exists():
+        raise SelfCorrectError(f"{out}: holds a run; continue it with --resume, or train into a new --out")
+    config, task, model, dialogue = _setup(saved if args.resume else args.config, args, "train")
+    if args.resume and not (out / "checkpoint.pt").exists():
+        print(f"{out}: no checkpoint yet, training from step 0", file=sys.stderr)
     main = os.environ.get("RANK", "0") == "0"  # under `accelerate launch`, one process writes
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -127,6 +153,9 @@ def _eval_model(args) -> None:
 
     if args.task is None:
         raise SelfCorrectError(f"--task: required with --model; choose from {', '.join(REAL_TASKS)}")
+    if args.task == "mbpp-r" and (args.scaling or args.attempts != 2):
+        raise SelfCorrectError(f"--{'scaling' if args.scaling else 'attempts'}: not with mbpp-r, whose attempt 1 "
+                               "is given and attempt 2 is scored")
     budgets = _budgets(args.scaling) if args.scaling else None
     model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
     dialogue, task = make_dialogue(tokenizer), real_task(args.task)
@@ -134,7 +163,7 @@ def _eval_model(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.task == "mbpp-r":
-        result = evaluate_repair(model, dialogue, task, mbpp_repair(task, args.limit), greedy)
+        result = evaluate_repair(model, dialogue, task, mbpp_repair(task, args.limit), greedy, args.batch_size)
         responses = result.pop("responses")
         print(f"MBPP-R: attempt 2 repairs {100 * result['repaired']:.1f}% of {result['n']} wrong first attempts "
               f"[{100 * result['repaired_ci'][0]:.1f}, {100 * result['repaired_ci'][1]:.1f}]")
@@ -185,12 +214,13 @@ def cmd_eval(args) -> None:
     weights = run / ("best.pt" if args.checkpoint == "best" else "checkpoint.pt")
     if not weights.exists():
         raise SelfCorrectError(f"{weights}: no such checkpoint (train first)")
-    config, task, base, dialogue = _setup(run / "config.yaml", args)
+    config, task, base, dialogue = _setup(run / "config.yaml", args, "test")
     greedy = dataclasses.replace(GREEDY, max_new_tokens=config.train.sampling.max_new_tokens)
     problems = task.problems("test", args.limit)
     score = lambda model: [evaluate(model, dialogue, task, problems, args.attempts, greedy, progress=True).metrics]
+    trained = load_weights(copy.deepcopy(base), weights)  # before any work: a damaged file fails at once
     rows = {"base + instruction (Self-Refine)": score(base)}
-    rows[f"{config.train.method} ({args.checkpoint})"] = score(load_weights(copy.deepcopy(base), weights))
+    rows[f"{config.train.method} ({args.checkpoint})"] = score(trained)
     print(markdown_table(rows))
 
 
@@ -218,8 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cache-dir", help="where the pretrained base model is cached "
                                            "(default $SELFCORRECT_CACHE or ~/.cache/selfcorrect)")
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
-        p.add_argument("--device", help="cpu (default), cuda, cuda:1, ...: where the base, the runs and the "
-                                        "evaluations compute (overrides the config's device)")
+        p.add_argument("--device", help="cpu, cuda, cuda:1, ...: where models train and evaluate (overrides the "
+                                        "config's device; its default: cpu on the embedded task, else cuda when "
+                                        "available)")
 
     demo = sub.add_parser("demo", help="base vs naive RL vs SCoRe on the embedded task; table, JSON, report, plot")
     common(demo, "runs/demo")
@@ -241,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="runs trained at once, one process and one thread each (default: CPU count)")
     cmp.set_defaults(func=cmd_demo)
 
-    tr = sub.add_parser("train", help="train one method (train.method in the config) on the embedded task")
+    tr = sub.add_parser("train", help="train one method (train.method in the config): on the embedded task, or a "
+                                      "pretrained model on a real task with a recipe config (a math: or code: section)")
     common(tr, "runs/train")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     tr.set_defaults(func=cmd_train)
@@ -256,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", help="a hub id, a local folder, a .gguf file, or the alias smollm2")
     ev.add_argument("--task", choices=REAL_TASKS, help="with --model: the benchmark")
     ev.add_argument("--dtype", help="with --model: bf16, fp16, fp32 or auto (default: bf16 on CUDA, fp32 on CPU)")
-    ev.add_argument("--device", help="with --model: cpu, cuda, cuda:1, ... (default: cuda when available)")
+    ev.add_argument("--device", help="cpu, cuda, cuda:1, ...: where the model runs (default: with --model, cuda when "
+                                     "available; for a run folder, its config's device)")
     ev.add_argument("--max-new-tokens", type=_at_least(1), default=512, help="with --model: per attempt")
     ev.add_argument("--batch-size", type=_at_least(1), default=16, help="with --model: problems per generation batch")
     ev.add_argument("--scaling", help="with --model: sample budgets, e.g. 1,2,4,8,16,32: parallel self-consistency "

@@ -6,6 +6,7 @@ Every field problem is reported as one line naming the file and the dotted field
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -16,6 +17,7 @@ import yaml
 from .errors import SelfCorrectError
 
 T = TypeVar("T")
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _type_name(tp: Any) -> str:
@@ -51,6 +53,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             raise SelfCorrectError(f"{where}: expected a mapping, got {value!r}")
         return from_dict(tp, value, where)
     if tp is float:
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SelfCorrectError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -69,18 +73,34 @@ def _join(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
 
 
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
 def from_dict(cls: type[T], data: dict, where: str = "") -> T:
-    """Build dataclass `cls` from a mapping; unknown keys and wrong types are errors.
+    """Build dataclass `cls` from a mapping; unknown keys, missing required keys and wrong
+    types are errors. A nested mapping changes only the keys it names of the field's default
+    (`train: {sampling: {max_new_tokens: 64}}` keeps the training default top_p).
 
     `where` is the dotted path of this mapping, used in messages ("train.lr: ...").
     """
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        known = ", ".join(sorted(names))
+        known = ", ".join(sorted(fields))
         raise SelfCorrectError(f"{_join(where, unknown[0])}: unknown key (known here: {known})")
-    kwargs = {k: _convert(v, hints[k], _join(where, k)) for k, v in data.items()}
+    missing = [n for n, f in fields.items() if n not in data and _default(f) is dataclasses.MISSING]
+    if missing:
+        raise SelfCorrectError(f"{_join(where, missing[0])}: required key missing")
+    kwargs = {}
+    for k, v in data.items():
+        default = _default(fields[k])
+        if isinstance(v, dict) and dataclasses.is_dataclass(default):
+            v = {**dataclasses.asdict(default), **v}
+        kwargs[k] = _convert(v, hints[k], _join(where, k))
     try:
         return cls(**kwargs)
     except SelfCorrectError as e:
@@ -95,6 +115,8 @@ def read_yaml(path: str | Path) -> dict:
         text = path.read_text()
     except OSError as e:
         raise SelfCorrectError(f"{path}: cannot read config ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise SelfCorrectError(f"{path}: not UTF-8 text (byte {e.start})") from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:

@@ -138,8 +138,8 @@ def self_consistency(model, dialogue: Dialogue, task: Task, problems: Sequence[P
     parallel:   B sampled first attempts, majority vote over their final answers (answers
                 the task's `answers_agree` calls equal vote together, else equal strings);
     sequential: floor(B/2) sampled first attempts, each corrected once, majority vote over
-                the second attempts (none for B = 1). Both read prefixes of the same
-                samples, so budgets nest.
+                the second attempts (none for B = 1). Each reads a prefix of its own
+                samples (drawn once for the largest budget), so its budgets nest.
     Returns {"budgets": [...], "n": N, "parallel": [acc...], "sequential": [acc or None...]}.
     """
     if not budgets or min(budgets) < 1:

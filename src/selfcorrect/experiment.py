@@ -39,7 +39,7 @@ from .models.hf import resolve_device
 from .report import markdown_table, per_seed_table, plot_comparison, plot_curves, write_json, write_text_atomic
 from .rollout import GREEDY, SamplingConfig
 from .tasks import ModRootConfig, ModRootTask
-from .trainer import TrainConfig, continues, load_weights, stages, train
+from .trainer import TrainConfig, continues, load_weights, read_checkpoint, stages, train
 
 METHOD_NAMES = {
     "self_refine": "Self-Refine (base + instruction)", "star": "STaR (D_STaR)", "star_plus": "STaR (D+_STaR)",
@@ -71,12 +71,16 @@ class ExperimentConfig:
     device: str = "cpu"  # where pretraining, training and evaluation run: cpu, cuda, cuda:1, ...
 
     def __post_init__(self):
+        check(len(self.methods) > 0, "methods", "empty: name at least one method")
         for m in self.methods:
             check(m in METHOD_NAMES and m != "self_refine", "methods", f"unknown method {m!r}")
             check(self.methods.count(m) == 1, "methods", f"{m!r} is listed twice")
         check(self.seeds >= 1, "seeds", "must be >= 1")
         check(self.test_problems >= 1, "test_problems", "must be >= 1")
         check(self.val_problems >= 1, "val_problems", "must be >= 1")
+        available = len(ModRootTask(self.task).problems("train"))
+        check(self.train.problems_per_step <= available, "train.problems_per_step",
+              f"{self.train.problems_per_step} is more than the {available} training problems")
         resolve_device(self.device)
 
 
@@ -153,8 +157,20 @@ def _setup(config: ExperimentConfig, train_config: TrainConfig) -> dict:
                                   "val_problems": config.val_problems}))
 
 
+def _read_json(path: Path, lines: bool = False):
+    """A run's JSON file (or JSON-lines file); a damaged one is a one-line error naming it."""
+    try:
+        text = path.read_text()
+        return [json.loads(x) for x in text.splitlines()] if lines else json.loads(text)
+    except (OSError, ValueError) as e:
+        raise SelfCorrectError(f"{path}: unreadable ({e}); delete its run folder to train that run again") from None
+
+
 def _check_setup(path: Path, setup: dict) -> None:
-    if json.loads(path.read_text())["setup"] != setup:
+    saved = _read_json(path)
+    if not isinstance(saved, dict) or "setup" not in saved:
+        raise SelfCorrectError(f"{path}: not a selfcorrect run file; delete its run folder to train that run again")
+    if saved["setup"] != setup:
         raise SelfCorrectError(f"{path}: this run was made with another config; use a new --out folder")
 
 
@@ -178,7 +194,7 @@ def _train_run(config: ExperimentConfig, train_config: TrainConfig, run_dir: Pat
     val = task.problems("val", config.val_problems)
     curve_path = run_dir / "curve.jsonl"
     resume = (run_dir / "checkpoint.pt").exists()
-    curve = [json.loads(x) for x in curve_path.read_text().splitlines()] if resume and curve_path.exists() else []
+    curve = _read_json(curve_path, lines=True) if resume and curve_path.exists() else []
 
     def on_checkpoint(step, model):
         point = {"step": step, **_numbers(evaluate(model, dialogue, task, val, attempts, _greedy(config)).metrics)}
@@ -186,7 +202,7 @@ def _train_run(config: ExperimentConfig, train_config: TrainConfig, run_dir: Pat
         write_text_atomic(curve_path, "".join(json.dumps(p) + "\n" for p in curve))
 
     if resume:  # a run stopped between a checkpoint and its curve point gets the point now
-        state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+        state = read_checkpoint(run_dir / "checkpoint.pt")
         if all(p["step"] != state["step"] for p in curve):
             stopped = copy.deepcopy(base)
             stopped.load_state_dict(state["model"])
@@ -220,7 +236,7 @@ def _run_method(config: ExperimentConfig, method: str, seed: int, run_dir: Path,
     setup = _setup(config, train_config)
     if done.exists():
         _check_setup(done, setup)
-        return json.loads(done.read_text())
+        return _read_json(done)
     if first_stage and not (run_dir / "checkpoint.pt").exists():
         _continue_from(first_stage, run_dir)
     model, dialogue, task, curve = _train_run(config, train_config, run_dir, cache_dir, progress, threads)
@@ -236,10 +252,10 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str
                    progress: bool = True, workers: int = 1, log=print) -> dict:
     """Every (method, seed) of `config`, `workers` runs at a time (separate processes, one thread each)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     task = ModRootTask(config.task)
     base, tokenizer = load_or_pretrain(task, config.model, cache_dir, progress, device=config.device)
+    out.mkdir(parents=True, exist_ok=True)  # after the base: a bad device or task leaves no folder behind
     log(f"base model ready ({sum(p.numel() for p in base.parameters()) / 1e6:.2f}M parameters)"
         f" after {time.perf_counter() - started:.0f}s")
     dialogue = PlainDialogue(tokenizer)

@@ -53,7 +53,8 @@ def stage_one(beta1: float, beta2: float, attempts: int = 2) -> Objective:
 
 
 def stage_two(beta1: float, alpha: float, attempts: int = 2, offline_firsts: bool = False) -> Objective:
-    """Stage II; `offline_firsts`: base-model first attempts reused as extra prompts (the paper's option)."""
+    """Stage II; `offline_firsts`: every other step, attempt 1 is sampled from the base and only the later
+    attempts train on it (the paper's option of base-model first attempts as extra prompts)."""
     return Objective("stage2", (True,) * attempts, (beta1,) * attempts, alpha, offline_firsts=offline_firsts)
 
 

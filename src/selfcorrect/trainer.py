@@ -152,11 +152,30 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _step_of(line: str) -> float:
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return float("inf")  # a line torn by a kill mid-write: after the checkpoint, so dropped
+
+
 def _truncate_log(path: Path, last_step: int) -> None:
     """Drop metric lines after the checkpointed step (they will be produced again)."""
     if path.exists():
-        lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= last_step]
+        lines = [ln for ln in path.read_text().splitlines() if ln and _step_of(ln) <= last_step]
         path.write_text("".join(ln + "\n" for ln in lines))
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A checkpoint.pt or best.pt written by `train`; a damaged file is a one-line error."""
+    try:
+        state = torch.load(path, weights_only=False)
+    except Exception as e:  # truncated, empty, not a torch file: torch raises many kinds
+        raise SelfCorrectError(f"{path}: not a readable checkpoint ({type(e).__name__}); train again or "
+                               "use the other checkpoint") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise SelfCorrectError(f"{path}: not a selfcorrect checkpoint")
+    return state
 
 
 def _sample(model, frozen: Callable, dialogue: Dialogue, task: Task, problems: list, objective: Objective,
@@ -239,10 +258,13 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     sampler = torch.Generator().manual_seed(config.seed)
     picker = random.Random(config.seed)
     train_problems = task.problems("train")
+    if config.problems_per_step > len(train_problems):
+        raise SelfCorrectError(f"train.problems_per_step: {config.problems_per_step} is more than the "
+                               f"{len(train_problems)} training problems")
     step, best, window = 0, float("-inf"), deque(maxlen=config.best_window)
 
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
+        state = read_checkpoint(ckpt_path)
         if not continues(state["config"], config, state["step"]):
             raise SelfCorrectError(f"{ckpt_path}: this checkpoint was made with another config; resume with that "
                                    "config or start in a new folder")
@@ -380,5 +402,8 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
 
 def load_weights(model, path: str | Path):
     """Load weights saved by `train` (best.pt or checkpoint.pt) into `model`."""
-    model.load_state_dict(torch.load(path, weights_only=False)["model"])
+    try:
+        model.load_state_dict(read_checkpoint(path)["model"])
+    except RuntimeError as e:  # shapes or names of another model
+        raise SelfCorrectError(f"{path}: its weights do not fit this model ({str(e).splitlines()[0]})") from None
     return model.eval()

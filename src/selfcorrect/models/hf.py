@@ -60,6 +60,18 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         raise SelfCorrectError(f"device: {device!r} is not a device (cpu, cuda, cuda:1, ...)") from None
 
 
+def usable_device(device: str | torch.device | None = None) -> torch.device:
+    """`resolve_device`, refusing a CUDA device this machine lacks (torch would fail later, with
+    an assertion). Checked where models are placed, not in configs, which may be written for
+    another machine."""
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count <= (resolved.index or 0):
+            raise SelfCorrectError(f"device: {device} is not available here ({count} CUDA devices)")
+    return resolved
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype | str:
     """bf16 on CUDA and fp32 on CPU by default (bf16 matmuls are slow on most CPUs);
     "auto" keeps the checkpoint's own dtype."""
@@ -146,7 +158,7 @@ def load_model(spec: str, dtype: str | torch.dtype | None = None, device: str | 
     The model is in eval mode on `device`; the tokenizer always has a pad token (eos when the
     checkpoint defines none).
     """
-    device = resolve_device(device)
+    device = usable_device(device)
     dtype = resolve_dtype(dtype, device)
     source, gguf_file = _locate(spec, gguf_file)
     extra = {"gguf_file": gguf_file} if gguf_file else {}

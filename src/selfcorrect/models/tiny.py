@@ -25,6 +25,7 @@ from ..dialogue import PlainDialogue
 from ..objectives import sft_loss
 from ..rollout import pack, token_logprobs
 from ..tasks.modroot import ModRootConfig, ModRootTask
+from .hf import usable_device
 
 SPECIAL = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>"}
 _FORMAT_VERSION = 4  # bump when pretraining changes, so stale caches are not reused
@@ -114,6 +115,7 @@ def load_or_pretrain(task: ModRootTask, config: TinyModelConfig | None = None, c
                      progress: bool = True, device: str = "cpu"):
     """The cached base model for (task config, model config), pretraining it on first use (on `device`)."""
     config = config or TinyModelConfig()
+    device = usable_device(device)
     folder = Path(cache_dir or default_cache_dir()) / f"tiny-{_cache_key(task.config, config)}"
     if not (folder / "config.json").exists():
         model, tokenizer = pretrain(task, config, progress, device)

@@ -29,7 +29,7 @@ from ..errors import SelfCorrectError
 from ..sandbox import run_many
 from .base import Problem
 
-# Paper, Appendix C, verbatim (DESIGN.md "Prompts").
+# Paper, Appendix C, verbatim.
 INSTRUCTION = (
     "There might be an error in the code above because of lack of understanding of the question. "
     "Please correct the error, if any, and rewrite the solution. Only output the final correct Python program!"
@@ -178,7 +178,7 @@ def mbpp_rows() -> dict[int, dict]:
     return rows
 
 
-def _mbpp_entry_point(row: dict) -> str:
+def mbpp_entry_point(row: dict) -> str:
     """The first function the tests call that the reference code defines."""
     defined = {n.name for n in _parse(row["code"]).body if isinstance(n, ast.FunctionDef)}
     called = [n.func.id for t in row["test_list"] for n in ast.walk(ast.parse(t))
@@ -230,7 +230,7 @@ class CodeTask:
         rows = mbpp_rows()
         return [CodeProblem(id=f"mbpp/{i}", prompt=self._shots + self._mbpp_prompt(rows[i]),
                             answer="\n".join([rows[i]["test_setup_code"], *rows[i]["test_list"]]).strip("\n") + "\n",
-                            entry_point=_mbpp_entry_point(rows[i]))
+                            entry_point=mbpp_entry_point(rows[i]))
                 for i in MBPP_SPLITS[split][:limit]]
 
     def program(self, problem: CodeProblem, response: str) -> str:

@@ -6,7 +6,7 @@
 
 Only the extracted final answer is graded, never the whole response: math-verify run
 over a whole response picks up expressions restated from the question and rewards
-wrong answers (DESIGN.md section 4). Equivalence checks run in a separate worker
+wrong answers. Equivalence checks run in a separate worker
 process that is killed when a check overruns its timeout (see `grade`), so a
 pathological answer costs a timeout, never a stalled or crashed trainer.
 """
@@ -34,7 +34,7 @@ from ..errors import SelfCorrectError
 from .base import Problem
 from .math_data import Record, load_records, split_records
 
-# Paper, Appendix C, verbatim (DESIGN.md "Prompts").
+# Paper, Appendix C, verbatim.
 MATH_PROMPT = (
     "You are a math expert. When you respond, respond only with the Solution of the final Problem, "
     "thinking step by step. At the end of the Solution, when you give your final answer, write it in "

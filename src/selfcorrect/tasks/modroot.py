@@ -18,6 +18,7 @@ written right: the check is what the next attempt reads. See docs/embedded-task.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
@@ -50,8 +51,11 @@ class ModRootConfig:
         check(2 <= self.candidates <= self.modulus, "candidates", "must be between 2 and modulus")
         check(0.0 <= self.copy_prob <= 1.0, "copy_prob", "must be in [0, 1]")
         check(0.0 <= self.copy_prob_right <= 1.0, "copy_prob_right", "must be in [0, 1]")
+        empty = [split for split in _SPLIT_BUCKETS if not _split_size(self, split)]
+        check(not empty, "modulus", f"{self.modulus} leaves no {' and no '.join(empty)} problems; use 3 or more")
 
 
+@functools.cache  # a few hundred equations, drawn hundreds of thousands of times
 def _split_of(key: str) -> str:
     bucket = int(hashlib.sha256(key.encode()).hexdigest(), 16) % 10
     return next(s for s, b in _SPLIT_BUCKETS.items() if bucket in b)
@@ -96,16 +100,7 @@ class ModRootTask:
         """
         if split not in _SPLIT_BUCKETS:
             raise ValueError(f"unknown split {split!r}")
-        rng = random.Random(f"modroot-{split}")
-        want = limit or 2000
-        seen: dict[str, Problem] = {}
-        for _ in range(200 * want):
-            problem, a, b, c, _ = self.random_problem(rng)
-            if _split_of(f"{a} {b} {c}") == split:
-                seen.setdefault(problem.id, problem)
-                if len(seen) == want:
-                    break
-        return list(seen.values())
+        return list(_draw(self.config, split, limit or 2000))
 
     def answer(self, response: str) -> str | None:
         """The guess of a complete solution (None for anything else, such as a cut-off one)."""
@@ -133,3 +128,26 @@ class ModRootTask:
         copy = self.config.copy_prob_right if first == int(problem.answer) else self.config.copy_prob
         second = first if rng.random() < copy else rng.choice(options)
         return problem.prompt, [self.attempt(a, b, c, first), self.attempt(a, b, c, second)]
+
+
+@functools.lru_cache(maxsize=16)  # a suite's runs ask for the same splits (a split short of `want` costs seconds)
+def _draw(config: ModRootConfig, split: str, want: int) -> tuple[Problem, ...]:
+    task, rng = ModRootTask(config), random.Random(f"modroot-{split}")
+    want = min(want, _split_size(config, split))
+    seen: dict[str, Problem] = {}
+    for _ in range(200 * want):
+        problem, a, b, c, _ = task.random_problem(rng)
+        if _split_of(f"{a} {b} {c}") == split:
+            seen.setdefault(problem.id, problem)
+            if len(seen) == want:
+                break
+    return tuple(seen.values())
+
+
+@functools.cache
+def _split_size(config: ModRootConfig, split: str) -> int:
+    """Distinct problems of a split: its equations times the orderings of k candidates holding the root."""
+    m, k = config.modulus, config.candidates
+    equations = sum(_split_of(f"{a} {b} {c}") == split
+                    for a in ModRootTask(config).units for b in range(m) for c in range(m))
+    return equations * math.comb(m - 1, k - 1) * math.factorial(k)
