@@ -112,6 +112,7 @@ def test_a_run_folder_is_not_overwritten_and_damaged_files_are_named(tmp_path, c
     assert main(["train", "--resume", *common]) == 0
     capsys.readouterr()
     assert all(json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines())
+    assert (out / "config.yaml").read_bytes() == files["config.yaml"]  # a resume keeps the run's config
     (out / "best.pt").write_bytes(files["best.pt"][:100])  # truncated
     assert main(["eval", str(out), "--limit", "4", "--cache-dir", str(cache)]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # (after transformers' loading bar)
@@ -267,7 +268,8 @@ import multiprocessing, sys, time
 from concurrent.futures import ProcessPoolExecutor
 from selfcorrect.experiment import _die_with_parent
 if __name__ == "__main__":
-    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent)
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent,
+                               initargs=(__import__("os").getpid(),))
     print(pool.submit(__import__("os").getpid).result(), flush=True)
     pool.submit(time.sleep, 120)
     time.sleep(120)
@@ -286,6 +288,13 @@ def test_suite_workers_die_with_a_killed_suite(tmp_path):
     while time.monotonic() < deadline and _alive(worker):
         time.sleep(0.1)
     assert not _alive(worker)
+
+
+def test_a_worker_whose_suite_died_before_it_started_exits():
+    # the suite can die while a spawned worker still imports torch, before the worker asks to be signalled
+    code = "from selfcorrect.experiment import _die_with_parent; _die_with_parent(1); print('alive')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "alive" not in done.stdout and "Traceback" not in done.stderr
 
 
 def _alive(pid: int) -> bool:

@@ -105,6 +105,7 @@ def cmd_demo(args) -> None:
 
 
 def cmd_train(args) -> None:
+    from .report import write_text_atomic
     from .trainer import train
 
     out = _out_folder(args.out)
@@ -119,9 +120,9 @@ def cmd_train(args) -> None:
     if args.resume and not (out / "checkpoint.pt").exists():
         print(f"{out}: no checkpoint yet, training from step 0", file=sys.stderr)
     main = os.environ.get("RANK", "0") == "0"  # under `accelerate launch`, one process writes
-    if main:
+    if main and not args.resume:  # (a resumed run keeps the file it was made with)
         out.mkdir(parents=True, exist_ok=True)
-        saved.write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+        write_text_atomic(saved, yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
     train(model, dialogue, task, config.train, out, resume=args.resume, progress=not args.no_progress)
     if main:
         print(f"trained {config.train.method}: weights in {out}/best.pt (best) and {out}/checkpoint.pt (last)")

@@ -92,13 +92,15 @@ QUICK = ExperimentConfig(
 )
 
 
-def _die_with_parent() -> None:
-    """Worker initializer: the kernel ends a worker when the suite's process dies, however it dies.
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: the kernel ends a worker when the suite's process (`parent`) dies, however it dies.
 
     Without it, a suite killed by SIGTERM leaves its workers training to the end of their runs.
     """
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died while this worker was still importing: the signal came too late
+        os._exit(1)
 
 
 def _terminate(pool: ProcessPoolExecutor) -> None:
@@ -292,7 +294,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str
     finished, running = {}, {}
     with contextlib.ExitStack() as stack:
         pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                                       initializer=_die_with_parent)) if workers > 1 else None
+                                                       initializer=_die_with_parent, initargs=(os.getpid(),))) if workers > 1 else None
         bar = stack.enter_context(tqdm(total=len(order), desc="runs", disable=not (progress and pool)))
         if pool:  # on an error, end the other runs now, not when they finish (a rerun resumes them)
             stack.push(lambda exc_type, *_: _terminate(pool) if exc_type else None)

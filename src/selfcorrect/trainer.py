@@ -30,6 +30,7 @@ from .evaluate import collapse_metrics
 from .models.hf import frozen_reference, needs_reference_copy
 from .objectives import (Objective, naive_multi_turn, pair_sft, pair_sft_pairs, policy_loss, rloo_advantages,
                          sft_loss, shaped_returns, single_turn, stage_one, stage_two, star, star_keep)
+from .report import write_text_atomic
 from .rollout import Episodes, SamplingConfig, micro_batches, pack, rollout, token_logprobs
 from .tasks import Task
 
@@ -163,7 +164,7 @@ def _truncate_log(path: Path, last_step: int) -> None:
     """Drop metric lines after the checkpointed step (they will be produced again)."""
     if path.exists():
         lines = [ln for ln in path.read_text().splitlines() if ln and _step_of(ln) <= last_step]
-        path.write_text("".join(ln + "\n" for ln in lines))
+        write_text_atomic(path, "".join(ln + "\n" for ln in lines))
 
 
 def read_checkpoint(path: str | Path) -> dict:
