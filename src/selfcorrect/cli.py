@@ -62,8 +62,8 @@ def _out_folder(path) -> Path:
 
 def _setup(path, args, split: str):
     """(config, task, base model, dialogue) for a config file: a recipe (a pretrained model on
-    a real task, see recipe.py) or an experiment on the embedded task (the default). The
-    task's `split` is read first, so that a bad data file is reported before a model loads."""
+    a real task, see recipe.py) or an experiment on the embedded task (the default). A recipe's
+    `split` is read first, so that a bad data file is reported before a model loads."""
     from .recipe import Recipe, is_recipe
 
     if path is not None and is_recipe(read_yaml(path)):
@@ -88,7 +88,6 @@ def _setup(path, args, split: str):
 
     config = _embedded_config(path, getattr(args, "quick", False), getattr(args, "device", None))
     task = ModRootTask(config.task)
-    task.problems(split)
     model, tokenizer = load_or_pretrain(task, config.model, args.cache_dir, progress=not getattr(args, "no_progress", False),
                                         device=config.device)
     return config, task, model, PlainDialogue(tokenizer)

@@ -39,7 +39,7 @@ from .models.hf import resolve_device
 from .report import markdown_table, per_seed_table, plot_comparison, plot_curves, write_json, write_text_atomic
 from .rollout import GREEDY, SamplingConfig
 from .tasks import ModRootConfig, ModRootTask
-from .trainer import TrainConfig, continues, load_weights, read_checkpoint, stages, train
+from .trainer import TrainConfig, check_fits, continues, load_weights, read_checkpoint, stages, train
 
 METHOD_NAMES = {
     "self_refine": "Self-Refine (base + instruction)", "star": "STaR (D_STaR)", "star_plus": "STaR (D+_STaR)",
@@ -78,9 +78,7 @@ class ExperimentConfig:
         check(self.seeds >= 1, "seeds", "must be >= 1")
         check(self.test_problems >= 1, "test_problems", "must be >= 1")
         check(self.val_problems >= 1, "val_problems", "must be >= 1")
-        available = len(ModRootTask(self.task).problems("train"))
-        check(self.train.problems_per_step <= available, "train.problems_per_step",
-              f"{self.train.problems_per_step} is more than the {available} training problems")
+        check_fits(self.train, len(ModRootTask(self.task).problems("train")))  # before a base is pretrained
         resolve_device(self.device)
 
 
@@ -168,12 +166,14 @@ def _read_json(path: Path, lines: bool = False):
         raise SelfCorrectError(f"{path}: unreadable ({e}); delete its run folder to train that run again") from None
 
 
-def _check_setup(path: Path, setup: dict) -> None:
+def _check_setup(path: Path, setup: dict) -> dict:
+    """The run file at `path` (setup.json, result.json), refused when another config made it."""
     saved = _read_json(path)
     if not isinstance(saved, dict) or "setup" not in saved:
         raise SelfCorrectError(f"{path}: not a selfcorrect run file; delete its run folder to train that run again")
     if saved["setup"] != setup:
         raise SelfCorrectError(f"{path}: this run was made with another config; use a new --out folder")
+    return saved
 
 
 def _train_run(config: ExperimentConfig, train_config: TrainConfig, run_dir: Path, cache_dir, progress: bool,
@@ -237,8 +237,7 @@ def _run_method(config: ExperimentConfig, method: str, seed: int, run_dir: Path,
     train_config = dataclasses.replace(config.train, method=method, seed=seed)
     setup = _setup(config, train_config)
     if done.exists():
-        _check_setup(done, setup)
-        return _read_json(done)
+        return _check_setup(done, setup)
     if first_stage and not (run_dir / "checkpoint.pt").exists():
         _continue_from(first_stage, run_dir)
     model, dialogue, task, curve = _train_run(config, train_config, run_dir, cache_dir, progress, threads)

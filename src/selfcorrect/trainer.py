@@ -81,6 +81,12 @@ class TrainConfig:
         return self.problems_per_step * self.samples_per_problem
 
 
+def check_fits(config: TrainConfig, train_problems: int) -> None:
+    """A step draws `problems_per_step` distinct problems from the training problems."""
+    check(config.problems_per_step <= train_problems, "train.problems_per_step",
+          f"{config.problems_per_step} is more than the {train_problems} training problems")
+
+
 def stages(config: TrainConfig) -> list[tuple[Objective, int]]:
     """The method as (objective, steps) stages: every method spends the same `steps`."""
     c, k = config, config.attempts
@@ -259,9 +265,7 @@ def train(model, dialogue: Dialogue, task: Task, config: TrainConfig, out_dir: s
     sampler = torch.Generator().manual_seed(config.seed)
     picker = random.Random(config.seed)
     train_problems = task.problems("train")
-    if config.problems_per_step > len(train_problems):
-        raise SelfCorrectError(f"train.problems_per_step: {config.problems_per_step} is more than the "
-                               f"{len(train_problems)} training problems")
+    check_fits(config, len(train_problems))
     step, best, window = 0, float("-inf"), deque(maxlen=config.best_window)
 
     if resume and ckpt_path.exists():
