@@ -338,3 +338,20 @@ def test_compare_starts_the_longest_runs_first(tmp_path, capsys):
                  "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert out.index("naive multi-turn RL seed 0") < out.index("single-turn RL seed 0")
+
+
+def test_suite_runs_compute_on_one_thread_whatever_the_workers(tmp_path, monkeypatch):
+    # torch's float rounding depends on its thread count (the pretraining test in test_task.py
+    # shows it): a run in the suite's own process (--workers 1) computes on one thread, as in a worker
+    import selfcorrect.experiment as experiment
+
+    seen, real = [], experiment.train
+    monkeypatch.setattr(experiment, "train", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(["compare", "--quick", "--methods", "naive", "--workers", "1", "--out", str(tmp_path / "o"),
+                     "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

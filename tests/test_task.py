@@ -70,3 +70,20 @@ def test_the_tiny_tokenizer_reads_the_instruction_as_one_token(dialogue, task):
     assert len(ids) == 1 and dialogue.tokenizer.decode(ids) == task.instruction
     attempt = "x = 3 ; 7 * 3 = 1 ; 1 + 2 = 3 ; 3 != 5"
     assert dialogue.decode(dialogue.tokenizer.encode(attempt, add_special_tokens=False)) == attempt
+
+
+def test_the_pretrained_base_does_not_depend_on_the_thread_count(task):
+    import torch
+
+    from selfcorrect.models.tiny import TinyModelConfig, pretrain
+
+    config = TinyModelConfig(pretrain_steps=5, batch_size=32)
+    threads = torch.get_num_threads()
+    weights = []
+    for n in (1, 3):
+        torch.set_num_threads(n)
+        model, _ = pretrain(task, config, progress=False)
+        weights.append(model.state_dict())
+        assert torch.get_num_threads() == n  # restored after pretraining
+    torch.set_num_threads(threads)
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

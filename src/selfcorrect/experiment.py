@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from .config import check
@@ -36,6 +35,7 @@ from .errors import SelfCorrectError
 from .evaluate import evaluate
 from .models import TinyModelConfig, load_or_pretrain
 from .models.hf import resolve_device
+from .models.tiny import one_thread
 from .report import markdown_table, per_seed_table, plot_comparison, plot_curves, write_json, write_text_atomic
 from .rollout import GREEDY, SamplingConfig
 from .tasks import ModRootConfig, ModRootTask
@@ -176,8 +176,7 @@ def _check_setup(path: Path, setup: dict) -> dict:
     return saved
 
 
-def _train_run(config: ExperimentConfig, train_config: TrainConfig, run_dir: Path, cache_dir, progress: bool,
-               threads: int | None):
+def _train_run(config: ExperimentConfig, train_config: TrainConfig, run_dir: Path, cache_dir, progress: bool):
     """Train from the cached base, resuming from run_dir's checkpoint, with a validation curve.
 
     Self-contained (it loads the base itself) so that it can run in a worker process.
@@ -188,8 +187,6 @@ def _train_run(config: ExperimentConfig, train_config: TrainConfig, run_dir: Pat
         _check_setup(run_dir / "setup.json", _setup(config, train_config))
     else:
         write_json(run_dir / "setup.json", {"setup": _setup(config, train_config)})
-    if threads:
-        torch.set_num_threads(threads)
     task = ModRootTask(config.task)
     base, tokenizer = load_or_pretrain(task, config.model, cache_dir, progress=False, device=config.device)
     dialogue, attempts = PlainDialogue(tokenizer), config.train.attempts
@@ -215,19 +212,20 @@ def _train_run(config: ExperimentConfig, train_config: TrainConfig, run_dir: Pat
     return model, dialogue, task, curve
 
 
-def _run_first_stage(config: ExperimentConfig, seed: int, stage_dir: Path, cache_dir, progress: bool,
-                     threads: int | None = None) -> None:
+@one_thread()
+def _run_first_stage(config: ExperimentConfig, seed: int, stage_dir: Path, cache_dir, progress: bool) -> None:
     """A seed's shared Stage I (resumed when interrupted, skipped when done)."""
     train_config = _first_stage(config.train, seed)
     if (stage_dir / "done").exists():
         _check_setup(stage_dir / "setup.json", _setup(config, train_config))
     else:
-        _train_run(config, train_config, stage_dir, cache_dir, progress, threads)
+        _train_run(config, train_config, stage_dir, cache_dir, progress)
         (stage_dir / "done").touch()
 
 
+@one_thread()
 def _run_method(config: ExperimentConfig, method: str, seed: int, run_dir: Path, base_point: dict,
-                cache_dir, progress: bool, threads: int | None = None, first_stage: Path | None = None) -> dict:
+                cache_dir, progress: bool, first_stage: Path | None = None) -> dict:
     """Train one (method, seed) and evaluate its best checkpoint on the test problems.
 
     The result is cached in run_dir/result.json; an unfinished run resumes from its checkpoint.
@@ -240,7 +238,7 @@ def _run_method(config: ExperimentConfig, method: str, seed: int, run_dir: Path,
         return _check_setup(done, setup)
     if first_stage and not (run_dir / "checkpoint.pt").exists():
         _continue_from(first_stage, run_dir)
-    model, dialogue, task, curve = _train_run(config, train_config, run_dir, cache_dir, progress, threads)
+    model, dialogue, task, curve = _train_run(config, train_config, run_dir, cache_dir, progress)
     final = evaluate(load_weights(model, run_dir / "best.pt"), dialogue, task,
                      task.problems("test", config.test_problems), config.train.attempts, _greedy(config))
     result = {"setup": setup, "metrics": final.metrics, "edit_ratios": final.edit_ratios, "curve": [base_point] + curve,
@@ -249,6 +247,7 @@ def _run_method(config: ExperimentConfig, method: str, seed: int, run_dir: Path,
     return result
 
 
+@one_thread()  # so a run's result does not depend on --workers or the machine's core count
 def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str | Path | None = None,
                    progress: bool = True, workers: int = 1, log=print) -> dict:
     """Every (method, seed) of `config`, `workers` runs at a time (separate processes, one thread each)."""
@@ -278,12 +277,12 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str
     # a seed whose variants have all begun needs no shared Stage I (its folder may be gone)
     order = [(FIRST_STAGE, seed) for seed in range(config.seeds) if not all(begun(m, seed) for m in sharing)] + longest_first
 
-    def call(job, progress, threads=None):
+    def call(job, progress):
         method, seed = job
         if method == FIRST_STAGE:
-            return partial(_run_first_stage, config, seed, stage_dir(seed), cache_dir, progress, threads)
+            return partial(_run_first_stage, config, seed, stage_dir(seed), cache_dir, progress)
         return partial(_run_method, config, method, seed, out / "runs" / f"{method}-seed{seed}", base_point,
-                       cache_dir, progress, threads, stage_dir(seed) if method in sharing else None)
+                       cache_dir, progress, stage_dir(seed) if method in sharing else None)
 
     def report(method, seed, result):
         m = result["metrics"]
@@ -303,7 +302,7 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str
             for job in ready[:workers - len(running)]:
                 order.remove(job)
                 if pool:
-                    running[pool.submit(call(job, False, 1))] = job
+                    running[pool.submit(call(job, False))] = job
                 else:  # in this process, with its progress bars
                     running[future := Future()] = job
                     future.set_result(call(job, progress)())

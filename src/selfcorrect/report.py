@@ -69,6 +69,12 @@ def _pyplot():
     return plt
 
 
+def _color(i: int):
+    """The i-th method's colour: 20 distinct ones (matplotlib's default cycle repeats after 10,
+    and the paper suite has 12 rows)."""
+    return _pyplot().get_cmap("tab20")((2 * i + i // 10) % 20)
+
+
 def _save(fig, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=120)
@@ -80,7 +86,7 @@ def plot_curves(curves: Mapping[str, Sequence[Sequence[Mapping]]], path: Path, t
     """Acc@t1 (dashed) and Acc@t2 (solid) against training step, mean over seeds, per method."""
     fig, ax = _pyplot().subplots(figsize=(7, 4.2))
     for i, (method, seeds) in enumerate(curves.items()):
-        color = f"C{i}"
+        color = _color(i)
         steps = [point["step"] for point in seeds[0]]
         for key, style in (("acc_t1", "--"), ("acc_t2", "-")):
             mean = [statistics.mean(run[j][key] for run in seeds) * 100 for j in range(len(steps))]
@@ -113,10 +119,10 @@ def plot_comparison(runs: Mapping[str, Sequence[Mapping]], path: Path) -> None:
         ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     bins = [i / 20 for i in range(21)]
-    for method in names:
+    for i, method in enumerate(names):
         ratios = [v for r in runs[method] for v in r["edit_ratios"]]
-        hist.hist(ratios, bins=bins, histtype="step", density=True, label=method)
-    hist.set_title("edit-distance ratio between attempts (1 = identical)")
+        hist.hist(ratios, bins=bins, histtype="step", density=True, label=method, color=_color(i))
+    hist.set_title("edit ratio between attempts (1 = identical)")
     hist.set_xlabel("edit ratio")
     hist.legend(fontsize=6)
     fig.tight_layout()

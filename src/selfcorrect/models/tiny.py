@@ -12,6 +12,7 @@ import os
 import random
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from ..tasks.modroot import ModRootConfig, ModRootTask
 from .hf import usable_device
 
 SPECIAL = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>"}
-_FORMAT_VERSION = 4  # bump when pretraining changes, so stale caches are not reused
+_FORMAT_VERSION = 5  # bump when pretraining changes, so stale caches are not reused (5: one thread)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,20 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SELFCORRECT_CACHE", Path.home() / ".cache" / "selfcorrect"))
 
 
+@contextmanager
+def one_thread():
+    """Torch computes on one CPU thread inside (also as a decorator). Its float rounding depends
+    on the thread count, so without this the base model, and every run after it, would depend
+    on how many cores the machine has (or how many runs share it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@one_thread()
 def pretrain(task: ModRootTask, config: TinyModelConfig, progress: bool = True, device: str = "cpu"):
     """Next-token training on the task's base-model dialogues (loss on attempt tokens)."""
     rng = random.Random(config.seed)
