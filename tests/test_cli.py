@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from selfcorrect.cli import main
 from selfcorrect.config import from_dict, load_yaml, read_yaml
 from selfcorrect.experiment import ExperimentConfig
 from selfcorrect.recipe import Recipe, is_recipe
-from selfcorrect.trainer import TrainConfig
+from selfcorrect.trainer import TrainConfig, read_checkpoint
 
 
 @pytest.mark.parametrize("text, needle", [
@@ -230,6 +231,7 @@ def test_a_partial_section_keeps_the_other_defaults_of_its_field():
     ("math: {dataset: gsm8k}\n", [], "model: required key missing"),
     ("model: {dtype: bf16}\nmath: {dataset: gsm8k}\n", [], "model.name: required key missing"),
     ("model: {name: smollm2}\nmath: {dataset: gsm8k}\n", ["--quick"], "--quick: only for the embedded task"),
+    ("model: {name: smollm2}\nmath: {dataset: gsm8k}\n", ["--cache-dir", "c"], "--cache-dir: only for the embedded"),
 ])
 def test_bad_recipe_is_one_line_exit_2(tmp_path, capsys, text, args, needle):
     cfg = tmp_path / "recipe.yaml"
@@ -355,3 +357,43 @@ def test_suite_runs_compute_on_one_thread_whatever_the_workers(tmp_path, monkeyp
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_no_progress_hides_the_bars_of_transformers_too(tmp_path, capfd):
+    # (loading and writing weights: in this process, and in the suite's workers, whose bars interleave)
+    assert main(["demo", "--quick", "--workers", "2", "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"),
+                 "--no-progress"]) == 0
+    err = capfd.readouterr().err
+    assert "%|" not in err and "it/s]" not in err
+
+
+_LONG_RUN = """model: {hidden_size: 32, layers: 2, intermediate_size: 64, pretrain_steps: 20, batch_size: 16}
+train: {steps: 10000, stage1_steps: 5000, problems_per_step: 2, samples_per_problem: 2, checkpoint_every: 2}
+"""
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
+    config, out = tmp_path / "c.yaml", tmp_path / "run"
+    config.write_text(_LONG_RUN)
+    run = subprocess.Popen([sys.executable, "-m", "selfcorrect", "train", "--config", str(config), "--out", str(out),
+                            "--cache-dir", str(tmp_path / "cache"), "--no-progress"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out / "checkpoint.pt").exists():
+        time.sleep(0.1)
+    run.terminate()
+    err = run.communicate(timeout=60)[1]
+    assert run.returncode == 143 and "Traceback" not in err
+    assert "terminated; `selfcorrect train --resume` continues from the last checkpoint" in err
+    assert read_checkpoint(out / "checkpoint.pt")["step"] >= 2  # whole: the stop came between writes
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_while_torch_still_imports_is_the_usual_one_line_stop(tmp_path):
+    run = subprocess.Popen([sys.executable, "-m", "selfcorrect", "demo", "--quick", "--out", str(tmp_path / "o"),
+                            "--cache-dir", str(tmp_path / "c"), "--no-progress"], stderr=subprocess.PIPE, text=True)
+    maps, deadline = Path(f"/proc/{run.pid}/maps"), time.monotonic() + 60
+    while time.monotonic() < deadline and "torch/lib" not in maps.read_text():  # torch's libraries: importing
+        time.sleep(0.01)
+    run.send_signal(signal.SIGINT)
+    err = run.communicate(timeout=60)[1]
+    assert run.returncode == 130 and "Traceback" not in err and "selfcorrect: interrupted" in err

@@ -6,7 +6,9 @@ import argparse
 import copy
 import dataclasses
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import yaml
@@ -72,6 +74,9 @@ def _setup(path, args, split: str):
 
         if getattr(args, "quick", False):
             raise SelfCorrectError(f"--quick: only for the embedded task; {path} is a recipe (set its train: budget)")
+        if getattr(args, "cache_dir", None):
+            raise SelfCorrectError(f"--cache-dir: only for the embedded task's base model; {path} is a recipe, whose "
+                                   "model comes from the Hugging Face cache (HF_HOME)")
         recipe = load_yaml(Recipe, path)
         spec, task = recipe.model, recipe.task()
         try:
@@ -301,19 +306,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, `kill`), stopped as Ctrl-C is: runs end between writes, with the resume hint."""
+
+
+def _terminated(signum, frame):
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    on_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers can be set
+    previous = signal.signal(signal.SIGTERM, _terminated) if on_main_thread else None
     try:
-        args.func(args)
+        from .models.hf import transformers_bars  # (torch and transformers: seconds, so inside the try)
+
+        with transformers_bars(not getattr(args, "no_progress", False)):
+            args.func(args)
     except SelfCorrectError as e:
         print(f"selfcorrect: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         resume = {"train": "`selfcorrect train --resume`", "demo": "the same `selfcorrect demo` command",
                   "compare": "the same `selfcorrect compare` command"}.get(args.command)
-        print("selfcorrect: interrupted" + (f"; {resume} continues from the last checkpoint" if resume else ""),
-              file=sys.stderr)
-        return 130
+        print(f"selfcorrect: {'terminated' if isinstance(e, _Terminated) else 'interrupted'}"
+              + (f"; {resume} continues from the last checkpoint" if resume else ""), file=sys.stderr)
+        return 143 if isinstance(e, _Terminated) else 130
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
     return 0
 
 

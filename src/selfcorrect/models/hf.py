@@ -16,6 +16,7 @@ from typing import Iterator
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as transformers_logging
 
 from ..config import check
 from ..errors import SelfCorrectError
@@ -191,6 +192,20 @@ def needs_reference_copy(model) -> bool:
     """Whether the trainer must keep a frozen copy of the weights as the KL reference.
     A LoRA model does not: its base, with the adapter off, is the reference."""
     return not _is_peft(model)
+
+
+@contextlib.contextmanager
+def transformers_bars(show: bool) -> Iterator:
+    """transformers' own progress bars (loading and writing weights, downloads) hidden inside
+    unless `show`: `--no-progress` and the suite's workers, whose bars would interleave."""
+    shown = transformers_logging.is_progress_bar_enabled()
+    if not show:
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()
 
 
 @contextlib.contextmanager

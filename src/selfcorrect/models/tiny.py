@@ -26,7 +26,7 @@ from ..dialogue import PlainDialogue
 from ..objectives import sft_loss
 from ..rollout import pack, token_logprobs
 from ..tasks.modroot import ModRootConfig, ModRootTask
-from .hf import usable_device
+from .hf import transformers_bars, usable_device
 
 SPECIAL = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>"}
 _FORMAT_VERSION = 5  # bump when pretraining changes, so stale caches are not reused (5: one thread)
@@ -132,17 +132,18 @@ def load_or_pretrain(task: ModRootTask, config: TinyModelConfig | None = None, c
     config = config or TinyModelConfig()
     device = usable_device(device)
     folder = Path(cache_dir or default_cache_dir()) / f"tiny-{_cache_key(task.config, config)}"
-    if not (folder / "config.json").exists():
-        model, tokenizer = pretrain(task, config, progress, device)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        try:
-            tmp.rename(folder)  # atomic: a crash never leaves a half-written cache entry
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-    model = AutoModelForCausalLM.from_pretrained(folder).to(device)
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+    with transformers_bars(progress):
+        if not (folder / "config.json").exists():
+            model, tokenizer = pretrain(task, config, progress, device)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            try:
+                tmp.rename(folder)  # atomic: a crash never leaves a half-written cache entry
+            except OSError:  # another process finished first
+                shutil.rmtree(tmp, ignore_errors=True)
+        model = AutoModelForCausalLM.from_pretrained(folder).to(device)
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
     model.eval()
     return model, tokenizer
