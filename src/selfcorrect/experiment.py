@@ -286,8 +286,9 @@ def run_experiment(config: ExperimentConfig, out_dir: str | Path, cache_dir: str
 
     def report(method, seed, result):
         m = result["metrics"]
-        log(f"{METHOD_NAMES[method]} seed {seed}: Acc@t1 {m['acc_t1']:.3f}  Acc@t2 {m['acc_t2']:.3f}  "
-            f"Delta {m['delta']:+.3f}")
+        with tqdm.external_write_mode():  # on its own line, not after the suite's progress bar
+            log(f"{METHOD_NAMES[method]} seed {seed}: Acc@t1 {m['acc_t1']:.3f}  Acc@t2 {m['acc_t2']:.3f}  "
+                f"Delta {m['delta']:+.3f}")
 
     finished, running = {}, {}
     with contextlib.ExitStack() as stack:
