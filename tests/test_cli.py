@@ -3,7 +3,6 @@
 import dataclasses
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from selfcorrect.cli import main
 from selfcorrect.config import from_dict, load_yaml, read_yaml
 from selfcorrect.experiment import ExperimentConfig
 from selfcorrect.recipe import Recipe, is_recipe
-from selfcorrect.trainer import TrainConfig, read_checkpoint
+from selfcorrect.trainer import TrainConfig
 
 
 @pytest.mark.parametrize("text, needle", [
@@ -380,20 +379,19 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (out / "checkpoint.pt").exists():
         time.sleep(0.1)
-    run.terminate()
-    err = run.communicate(timeout=60)[1]
+    try:
+        run.terminate()
+        err = run.communicate(timeout=60)[1]
+    finally:
+        run.kill()  # (a no-op when it stopped; else the 10,000-step run would go on)
     assert run.returncode == 143 and "Traceback" not in err
     assert "terminated; `selfcorrect train --resume` continues from the last checkpoint" in err
-    assert read_checkpoint(out / "checkpoint.pt")["step"] >= 2  # whole: the stop came between writes
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_ctrl_c_while_torch_still_imports_is_the_usual_one_line_stop(tmp_path):
-    run = subprocess.Popen([sys.executable, "-m", "selfcorrect", "demo", "--quick", "--out", str(tmp_path / "o"),
-                            "--cache-dir", str(tmp_path / "c"), "--no-progress"], stderr=subprocess.PIPE, text=True)
-    maps, deadline = Path(f"/proc/{run.pid}/maps"), time.monotonic() + 60
-    while time.monotonic() < deadline and "torch/lib" not in maps.read_text():  # torch's libraries: importing
-        time.sleep(0.01)
-    run.send_signal(signal.SIGINT)
-    err = run.communicate(timeout=60)[1]
-    assert run.returncode == 130 and "Traceback" not in err and "selfcorrect: interrupted" in err
+def test_the_package_exports_the_api_not_its_modules():
+    import selfcorrect
+    import selfcorrect.experiment  # noqa: F401  (imports the submodules named like the functions)
+    from selfcorrect import evaluate, rollout, train
+
+    assert all(callable(f) and not isinstance(f, type(selfcorrect)) for f in (evaluate, rollout, train))
+    assert all(not isinstance(getattr(selfcorrect, name), type(selfcorrect)) for name in selfcorrect.__all__)

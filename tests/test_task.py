@@ -78,12 +78,13 @@ def test_the_pretrained_base_does_not_depend_on_the_thread_count(task):
     from selfcorrect.models.tiny import TinyModelConfig, pretrain
 
     config = TinyModelConfig(pretrain_steps=5, batch_size=32)
-    threads = torch.get_num_threads()
-    weights = []
-    for n in (1, 3):
-        torch.set_num_threads(n)
-        model, _ = pretrain(task, config, progress=False)
-        weights.append(model.state_dict())
-        assert torch.get_num_threads() == n  # restored after pretraining
-    torch.set_num_threads(threads)
+    threads, weights = torch.get_num_threads(), []
+    try:
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            model, _ = pretrain(task, config, progress=False)
+            weights.append(model.state_dict())
+            assert torch.get_num_threads() == n  # restored after pretraining
+    finally:
+        torch.set_num_threads(threads)
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     on_main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers can be set
     previous = signal.signal(signal.SIGTERM, _terminated) if on_main_thread else None
     try:
-        from .models.hf import transformers_bars  # (torch and transformers: seconds, so inside the try)
+        from .models.hf import transformers_bars
 
         with transformers_bars(not getattr(args, "no_progress", False)):
             args.func(args)
